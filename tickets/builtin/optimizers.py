@@ -1,0 +1,72 @@
+"""Built-in optimizers: the survey's first-order methods by name."""
+import torch
+
+from tickets import hookimpl
+
+
+class SignSGD(torch.optim.Optimizer):
+    """signSGD (Bernstein et al.): step by the sign of the gradient, or of its momentum (Signum)."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                if group["momentum"]:
+                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                    buf.mul_(group["momentum"]).add_(grad, alpha=1 - group["momentum"])
+                    grad = buf
+                p.add_(torch.sign(grad), alpha=-group["lr"])
+        return loss
+
+
+def sgd(params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
+    """SGD, optionally with (Nesterov) momentum and weight decay."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
+                           weight_decay=weight_decay, dampening=dampening)
+
+
+def adam(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    """Adam (amsgrad=True gives AMSGrad)."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+
+
+def adamw(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False):
+    """AdamW: Adam with decoupled weight decay."""
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+
+
+def rmsprop(params, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, centered=False):
+    """RMSProp."""
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, momentum=momentum,
+                               weight_decay=weight_decay, centered=centered)
+
+
+def adagrad(params, lr, lr_decay=0.0, weight_decay=0.0, eps=1e-10):
+    """AdaGrad."""
+    return torch.optim.Adagrad(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps)
+
+
+def signsgd(params, lr, momentum=0.0, weight_decay=0.0):
+    """signSGD; with momentum > 0, Signum."""
+    return SignSGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@hookimpl
+def register_optimizers(register):
+    """SGD (momentum, Nesterov), Adam (AMSGrad), AdamW, RMSProp, AdaGrad, signSGD."""
+    for make in (sgd, adam, adamw, rmsprop, adagrad, signsgd):
+        register(make.__name__, make)

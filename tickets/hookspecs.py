@@ -1,0 +1,97 @@
+"""The plugin API of tickets: the pluggy hook specifications.
+
+This module is the documented, stable contract for third-party plugins. A plugin is a module
+(found through the ``tickets`` entry-point group) with functions marked ``@tickets.hookimpl``
+and named like the specs below. Every hook receives one argument, ``register``:
+
+    register(name: str, obj, *, description: str | None = None) -> None
+
+Calling it makes ``obj`` available under ``name`` for that kind of component, in configs and
+command-line flags. A name claimed by two plugins is an error naming both. Built-in
+components are registered through exactly these hooks (see ``tickets/builtin/``).
+"""
+import pluggy
+
+from tickets import PROJECT_NAME
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec
+def register_criteria(register):
+    """Register pruning criteria.
+
+    ``obj`` is ``score(ctx) -> dict[str, Tensor]``: one score tensor per prunable parameter
+    name, of that parameter's shape; a higher score means *keep*. ``ctx`` is a
+    :class:`tickets.ticket.CriterionContext` with:
+
+    - ``init``, ``rewind``, ``final``: dicts name -> tensor of the prunable parameters at
+      initialization, at the rewind point and after training (CPU tensors, do not modify);
+    - ``mask``: the current :class:`tickets.masks.Mask` (already-pruned weights are ignored:
+      they can never come back, whatever their score);
+    - ``model``: the trained ``nn.Module`` (already-pruned weights are zero);
+    - ``batches``: a function ``batches(n) -> list[(x, y)]`` giving ``n`` training batches
+      for data-dependent criteria (SNIP, GraSP, ...);
+    - ``generator``: a seeded ``torch.Generator`` for criteria that need randomness.
+
+    The core, not the criterion, turns scores into a mask (global or per layer, with the
+    configured per-layer fractions), so a criterion only ranks weights.
+    """
+
+
+@hookspec
+def register_initializers(register):
+    """Register weight initializers.
+
+    ``obj`` is ``init(param: Tensor, name: str, generator: torch.Generator) -> None`` and
+    fills ``param`` (a weight of a conv or linear layer) in place, drawing all randomness
+    from ``generator`` so that a seed fully determines the result. Biases are set to zero
+    and normalization layers keep their defaults; initializers see only the weights.
+    """
+
+
+@hookspec
+def register_optimizers(register):
+    """Register optimizers.
+
+    ``obj`` is ``make(params, lr: float, **options) -> torch.optim.Optimizer``. ``options``
+    come from the config's ``train.optimizer_options`` (for example ``momentum``,
+    ``nesterov``, ``weight_decay``, ``amsgrad``); unknown options should raise ``TypeError``.
+    """
+
+
+@hookspec
+def register_models(register):
+    """Register network architectures.
+
+    ``obj`` is ``make(num_classes: int, input_shape: tuple, **options) -> nn.Module``.
+    ``input_shape`` is ``(channels, height, width)``. The module maps a float batch of
+    that shape to logits. Weights of ``nn.Linear`` and ``nn.Conv2d`` layers are prunable;
+    name the last (output) layer ``output`` so that per-layer fractions such as
+    ``output.*: 0.1`` work across models.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets.
+
+    ``obj`` is ``load(data_dir: str | None, download: bool) -> tickets.data.TensorData``:
+    train and test tensors (images as uint8 or float, ``N x C x H x W``; labels as int64),
+    the number of classes and the normalization mean/std per channel. tickets holds out
+    the validation split itself. Raise :class:`tickets.errors.TicketsError` with a clear
+    message when files are missing.
+    """
+
+
+@hookspec
+def register_controls(register):
+    """Register controls: how a comparison network is derived from a ticket.
+
+    ``obj`` is ``make(ticket, ctx) -> Ticket``. ``ticket`` is the round's
+    :class:`tickets.ticket.Ticket` (its mask, its starting weights ``state``, and
+    ``pruned_values``); ``ctx`` is a :class:`tickets.ticket.ControlContext` with a seeded
+    ``generator``, ``init`` (theta_0), ``rewind`` (theta_k) as full state dicts, ``initialize(generator) -> state``
+    to draw fresh weights from the run's initializer, and ``prunable`` (parameter names).
+    Return a new Ticket; never modify the one given.
+    """
