@@ -1,0 +1,222 @@
+"""The ``tickets`` command line: prune, train, supermask, compare, report, plugins, runs.
+
+User errors (bad flags, bad configs, unknown names, missing files) print one line on stderr
+and exit with code 2, before anything in the output directory is touched.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from tickets import plugins as plugin_mod
+from tickets.errors import TicketsError
+
+EXIT_USAGE = 2
+
+
+class TicketsGroup(click.Group):
+    """A click group that turns user errors into one line and exit code 2."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            return super().main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
+        except TicketsError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help() if error.ctx else str(error))
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if getattr(error, "ctx", None) else ""
+            click.echo(f"Error: {error.format_message()}{hint}", err=True)
+            sys.exit(error.exit_code if error.exit_code != 1 else EXIT_USAGE)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted: run the same command again to resume where it stopped.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=TicketsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tickets")
+@click.option("--strict-plugins", is_flag=True, default=None,
+              help="Fail (exit 2) when a plugin cannot be loaded (also TICKETS_STRICT_PLUGINS=1).")
+def main(strict_plugins):
+    """tickets: find and study lottery tickets (sparse trainable subnetworks)."""
+    plugin_mod.set_strict(True if strict_plugins else None)
+
+
+def _seeds(value: str | None):
+    if value is None:
+        return None
+    try:
+        return [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise TicketsError(f"--seeds {value!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+
+
+def _controls(value: str | None):
+    if value is None:
+        return None
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+def _devices(value: str | None):
+    if value is None:
+        return None
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return [int(v) for v in value.split(",")]
+        except ValueError:
+            raise TicketsError(f"--devices {value!r}: give a count (1), device indices (0 or 0,1) or auto") from None
+
+
+def run_options(func):
+    """The flags shared by prune, train and supermask."""
+    options = [
+        click.option("--config", "config_path", help="YAML config file, or the name of a shipped config in configs/."),
+        click.option("--rounds", type=int, help="Pruning rounds after the dense network."),
+        click.option("--epochs", type=float, help="Training epochs per network."),
+        click.option("--prune-fraction", type=float, help="Fraction of the remaining weights pruned per round."),
+        click.option("--criterion", help="Pruning criterion (see `tickets plugins --kind criteria`)."),
+        click.option("--scope", help="layerwise or global."),
+        click.option("--rewind", help="Rewind point: 0 (initialization), 500it or 2ep."),
+        click.option("--controls", help="Comma-separated controls, or none."),
+        click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+        click.option("--optimizer", help="Optimizer name."),
+        click.option("--lr", type=float, help="Learning rate."),
+        click.option("--batch-size", type=int, help="Minibatch size."),
+        click.option("--dataset", help="Dataset name (digits is built in and needs no network)."),
+        click.option("--model", help="Model name."),
+        click.option("--data-dir", help="Folder with (or for) torchvision datasets."),
+        click.option("--out", default="outputs", show_default=True, help="Folder that holds runs."),
+        click.option("--name", help="Run name (default: derived from the settings, so re-running resumes)."),
+        click.option("--accelerator", help="Lightning accelerator: cpu, gpu, auto, ..."),
+        click.option("--devices", help="Lightning devices: 1, a device index list, or auto."),
+        click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Set any config key."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress display."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_run_config(opts: dict):
+    from tickets.config import build_config
+
+    overrides = {
+        "prune.rounds": opts.get("rounds"), "train.epochs": opts.get("epochs"),
+        "prune.fraction": opts.get("prune_fraction"), "prune.criterion": opts.get("criterion"),
+        "prune.scope": opts.get("scope"), "prune.rewind": opts.get("rewind"),
+        "prune.controls": _controls(opts.get("controls")), "seeds": _seeds(opts.get("seeds")),
+        "train.optimizer": opts.get("optimizer"), "train.lr": opts.get("lr"),
+        "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
+        "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
+        "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
+    }
+    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()))
+
+
+@main.command()
+@run_options
+def prune(**opts):
+    """Iterative magnitude pruning with rewinding and controls (resumable)."""
+    from tickets.lottery import LotteryRun
+
+    config = build_run_config(opts)
+    run = LotteryRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"])
+    store = run.run()
+    _finish(store, opts["quiet"])
+
+
+@main.command()
+@run_options
+def train(**opts):
+    """Train one dense network (round 0 only, no controls)."""
+    from tickets.lottery import LotteryRun
+
+    opts["rounds"], opts["controls"] = 0, "none"
+    config = build_run_config(opts)
+    store = LotteryRun(config, opts["out"], plugin_mod.registry(), verb="train", quiet=opts["quiet"]).run()
+    _finish(store, opts["quiet"], report=False)
+
+
+def _finish(store, quiet: bool, report: bool = True) -> None:
+    click.echo(f"results: {store.results_path}")
+    if report:
+        from tickets.report import write_report
+
+        report_dir = write_report([store.dir])
+        click.echo(f"report:  {report_dir / 'report.md'}")
+
+
+@main.command()
+@click.option("--out", default="outputs", show_default=True, help="Folder that holds runs.")
+def runs(out):
+    """List the runs under --out with their progress."""
+    from tickets.runs import list_runs
+
+    rows = list_runs(Path(out))
+    if not rows:
+        click.echo(f"no runs under {out}")
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        click.echo(f"{r['name']:<{width}}  {r['status']:<11}  {r['done']:>4}/{r['expected']:<4} networks"
+                   f"  {r['summary']}")
+
+
+@main.command(name="plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--kind", help="Only this kind of component (criteria, initializers, optimizers, models, datasets, controls).")
+def plugins_command(as_json, kind):
+    """List plugins (built-in and installed): version, status and the names they provide."""
+    from tickets.registry import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise TicketsError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+    loaded = plugin_mod.load_plugins(strict=plugin_mod._strict_override, warn=lambda line: None)
+    infos = loaded.plugins
+    if as_json:
+        data = [i.as_dict() for i in infos]
+        if kind:
+            for d in data:
+                d["provides"] = {k: v for k, v in d["provides"].items() if k == kind}
+        conflicts = [loaded.registry.conflict_message(k, n) for (k, n) in loaded.registry.conflicts]
+        click.echo(json.dumps({"plugins": data, "conflicts": conflicts}, indent=2))
+        return
+    for info in infos:
+        status = info.status if not info.reason else f"{info.status}: {info.reason}"
+        origin = "built-in" if info.builtin else info.distribution
+        click.echo(f"{info.name}  [{origin} {info.version}]  {status}")
+        for k, provided in info.provides.items():
+            if kind and k != kind:
+                continue
+            for name, description in provided:
+                click.echo(f"    {k:<12} {name:<28} {description}")
+    for (k, n) in loaded.registry.conflicts:
+        click.echo(f"conflict: {loaded.registry.conflict_message(k, n)}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", help="Folder for the report (default: RUN/report for one run).")
+def report(runs, out):
+    """Summary and comparison CSVs, plots and report.md for one or more runs."""
+    from tickets.report import write_report
+
+    report_dir = write_report([Path(r) for r in runs], Path(out) if out else None)
+    click.echo(f"report: {report_dir / 'report.md'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,310 @@
+"""The run configuration: dataclasses, YAML loading, flag and ``--set`` overrides, validation.
+
+A config is a YAML mapping with the sections of :class:`RunConfig`. Values are checked
+against the dataclass field types; unknown keys and wrong types are errors naming the key.
+Names of components (model, dataset, initializer, optimizer, criterion, controls) are
+checked against the plugin registry by :func:`check_names`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tickets.errors import TicketsError
+from tickets.masks import SCOPES
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: typing.Optional[str] = None
+    download: bool = True
+    val_size: int = 500
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lenet_300_100"
+    init: str = "kaiming_normal"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    optimizer_options: dict = field(default_factory=dict)
+    batch_size: int = 60
+    epochs: float = 2.0
+    iterations: typing.Optional[int] = None  # when set, overrides epochs
+    eval_every: int = 20
+    accelerator: str = "cpu"
+    devices: typing.Any = 1
+    precision: str = "32-true"
+
+
+@dataclass
+class PruneConfig:
+    rounds: int = 10
+    fraction: float = 0.2
+    criterion: str = "magnitude"
+    scope: str = "layerwise"
+    layer_fractions: dict = field(default_factory=lambda: {"output.*": 0.1})
+    rewind: str = "0"
+    controls: list = field(default_factory=lambda: ["reinit", "random_prune"])
+    criterion_batches: int = 4
+
+
+@dataclass
+class SupermaskConfig:
+    method: str = "edge_popup"
+    density: float = 0.5
+    weight_init: str = "signed_constant"
+    score_init: str = "kaiming_uniform"
+
+
+@dataclass
+class RunConfig:
+    name: typing.Optional[str] = None
+    seeds: list = field(default_factory=lambda: [0])
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    supermask: SupermaskConfig = field(default_factory=SupermaskConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
+            "supermask": SupermaskConfig}
+
+# Settings that may change between invocations of the same run: changing them extends the
+# run (more rounds, seeds or controls) or moves it to other hardware, never changes results.
+RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices")
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # a link to the repository's configs/ (shipped in the wheel)
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
+    """Check ``value`` against the annotated type ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if tp is typing.Any:
+        return value
+    if origin is typing.Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
+        raise TicketsError(f"config key {key} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _apply(config: RunConfig, data: dict, source: str) -> None:
+    if not isinstance(data, dict):
+        raise TicketsError(f"{source}: the config must be a YAML mapping of sections, got {type(data).__name__}")
+    top = typing.get_type_hints(RunConfig)
+    for key, value in data.items():
+        if key not in top:
+            raise TicketsError(f"{source}: unknown config key {key!r}; known keys: {', '.join(top)}")
+        if key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise TicketsError(f"{source}: config section {key!r} must be a mapping, got {value!r}")
+            section = getattr(config, key)
+            fields = typing.get_type_hints(type(section))
+            for sub, subvalue in value.items():
+                if sub not in fields:
+                    raise TicketsError(
+                        f"{source}: unknown config key {key}.{sub}; known keys of {key}: {', '.join(fields)}"
+                    )
+                setattr(section, sub, _coerce(f"{key}.{sub}", subvalue, fields[sub]))
+        else:
+            setattr(config, key, _coerce(key, value, top[key]))
+
+
+def resolve_config_path(path: str) -> Path:
+    """A config path as given, or a name in the shipped configs/ folder (``lenet_paper``)."""
+    candidates = [Path(path), CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    raise TicketsError(f"config file {path!r} not found; give a path to a YAML file"
+                       + (f" or one of the shipped configs: {', '.join(shipped)}" if shipped else ""))
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        first = " ".join(str(error).split())
+        raise TicketsError(f"{path}: not valid YAML ({first}); fix the file") from None
+    return data or {}
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """``section.key=value`` -> (dotted key, YAML-parsed value)."""
+    if "=" not in assignment:
+        raise TicketsError(f"--set {assignment!r}: expected section.key=value, e.g. --set train.eval_every=50")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def nest(dotted: dict[str, Any]) -> dict:
+    """{"train.lr": 0.1} -> {"train": {"lr": 0.1}}."""
+    out: dict = {}
+    for key, value in dotted.items():
+        parts = key.split(".")
+        if len(parts) > 2:
+            raise TicketsError(f"config key {key!r} is too deep; use section.key=value")
+        if len(parts) == 2:
+            out.setdefault(parts[0], {})[parts[1]] = value
+        else:
+            out[parts[0]] = value
+    return out
+
+
+def build_config(config_path: str | None = None, overrides: dict[str, Any] | None = None,
+                 sets: list[str] = ()) -> RunConfig:
+    """Defaults, then the YAML file, then flag overrides (dotted keys), then ``--set`` items."""
+    config = RunConfig()
+    if config_path:
+        path = resolve_config_path(config_path)
+        _apply(config, load_yaml(path), str(path))
+    _apply(config, nest({k: v for k, v in (overrides or {}).items() if v is not None}), "flags")
+    _apply(config, nest(dict(parse_set(s) for s in sets)), "--set")
+    validate(config)
+    return config
+
+
+REWIND_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$")
+
+
+def parse_rewind(rewind: str) -> tuple[int, str]:
+    """``"0"``, ``"500it"``, ``"2ep"`` -> (amount, unit) with unit ``it`` or ``ep``."""
+    match = REWIND_PATTERN.match(str(rewind))
+    if not match:
+        raise TicketsError(f"rewind {rewind!r} is not understood; use 0 (initialization), 500it (iteration) or 2ep (epoch)")
+    return int(match.group(1)), match.group(2) or "it"
+
+
+def validate(config: RunConfig) -> None:
+    """Check ranges and formats that types alone do not catch."""
+    p, t, d = config.prune, config.train, config.data
+    if p.rounds < 0:
+        raise TicketsError(f"rounds must be 0 or more, got {p.rounds}")
+    if not 0 < p.fraction < 1:
+        raise TicketsError(f"prune fraction must be in (0, 1) (the share of remaining weights pruned per round), got {p.fraction}")
+    for pattern, fraction in p.layer_fractions.items():
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction < 1:
+            raise TicketsError(f"prune.layer_fractions[{pattern!r}] must be in [0, 1), got {fraction!r}")
+    if p.scope not in SCOPES:
+        raise TicketsError(f"unknown scope {p.scope!r}; use one of {', '.join(SCOPES)}")
+    parse_rewind(p.rewind)
+    if p.criterion_batches < 1:
+        raise TicketsError(f"prune.criterion_batches must be at least 1, got {p.criterion_batches}")
+    if not all(isinstance(c, str) for c in p.controls):
+        raise TicketsError(f"prune.controls must be a list of names, got {p.controls!r}")
+    if len(set(p.controls)) != len(p.controls) or "ticket" in p.controls:
+        raise TicketsError(f"prune.controls must name distinct controls (not 'ticket'), got {p.controls!r}")
+    if not config.seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in config.seeds):
+        raise TicketsError(f"seeds must be a non-empty list of non-negative integers, got {config.seeds!r}")
+    if len(set(config.seeds)) != len(config.seeds):
+        raise TicketsError(f"seeds must be distinct, got {config.seeds!r}")
+    if t.lr <= 0:
+        raise TicketsError(f"lr must be positive, got {t.lr}")
+    if t.batch_size < 1:
+        raise TicketsError(f"batch size must be at least 1, got {t.batch_size}")
+    if t.epochs <= 0 and t.iterations is None:
+        raise TicketsError(f"epochs must be positive, got {t.epochs}")
+    if t.iterations is not None and t.iterations < 1:
+        raise TicketsError(f"train.iterations must be at least 1, got {t.iterations}")
+    if t.eval_every < 1:
+        raise TicketsError(f"train.eval_every must be at least 1, got {t.eval_every}")
+    if d.val_size < 1:
+        raise TicketsError(f"data.val_size must be at least 1 (early stopping needs a validation split), got {d.val_size}")
+    if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
+        raise TicketsError(f"run name {config.name!r} may use letters, digits, '.', '_' and '-' only")
+    s = config.supermask
+    if not 0 < s.density <= 1:
+        raise TicketsError(f"supermask.density must be in (0, 1], got {s.density}")
+
+
+def check_names(config: RunConfig, registry, *, controls: bool = True) -> None:
+    """Every component name in the config must be registered (error lists the known names)."""
+    registry.entry("datasets", config.data.dataset)
+    registry.entry("models", config.model.name)
+    registry.entry("initializers", config.model.init)
+    registry.entry("optimizers", config.train.optimizer)
+    registry.entry("criteria", config.prune.criterion)
+    if controls:
+        for control in config.prune.controls:
+            registry.entry("controls", control)
+
+
+def fingerprint(config: RunConfig) -> str:
+    """A short hash of everything that changes results (not rounds, seeds, controls, hardware)."""
+    flat = flatten(config.to_dict())
+    kept = {k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> dotted keys (``layer_fractions`` and ``options`` dicts stay whole)."""
+    out = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and not prefix:
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def default_name(config: RunConfig, verb: str = "prune") -> str:
+    """A run name that the same settings always give, so re-running a command resumes it."""
+    base = config.model.name if verb == "prune" else f"{verb}-{config.model.name}"
+    return f"{base}-{config.data.dataset}-{config.prune.criterion}-{fingerprint(config)}" if verb == "prune" \
+        else f"{base}-{config.data.dataset}-{fingerprint(config)}"
+
+
+def dump(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def from_dict(data: dict) -> RunConfig:
+    config = RunConfig()
+    _apply(config, data, "config.yaml")
+    return config

@@ -1,0 +1,286 @@
+"""The IMP driver: rounds of train -> prune -> rewind, controls, resume.
+
+For each seed: initialize (seeded) and save theta_0; round 0 trains the dense network and
+captures theta_k at the rewind point; round r scores the previous round's trained ticket
+with the criterion, prunes ``fraction`` of the surviving weights, rewinds the survivors to
+theta_k and trains them; each control derives its network from that ticket and trains it.
+Every trained network gets its own directory and a row in results.csv. A network whose
+directory holds ``done.json`` is never trained again, so re-running resumes.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import yaml
+
+from tickets import config as config_mod
+from tickets.config import RunConfig
+from tickets.data import Splits, make_splits
+from tickets.errors import TicketsError
+from tickets.masks import Mask, prunable_names
+from tickets.progress import Progress
+from tickets.registry import Registry
+from tickets.store import (RunLock, RunStore, atomic_torch_save, environment_versions, now, torch_load,
+                           write_csv_rows)
+from tickets.ticket import ControlContext, CriterionContext, State, Ticket, clone_state, initialize_, prunable_state
+from tickets.training import METRIC_COLUMNS, BatchStream, TrainOutcome, iterations_per_epoch, train_network
+
+
+def stable_seed(*parts) -> int:
+    """A seed derived from names and numbers, the same on every machine and Python run."""
+    return zlib.crc32("/".join(str(p) for p in parts).encode())
+
+
+@dataclass
+class Schedule:
+    """How long each network trains, and where the rewind point is (in iterations)."""
+
+    total: int
+    rewind: int
+    per_epoch: int
+
+
+def make_schedule(config: RunConfig, n_train: int) -> Schedule:
+    """Iterations of training and the rewind iteration; a rewind point past training is an error."""
+    per_epoch = iterations_per_epoch(n_train, config.train.batch_size)
+    total = config.train.iterations or max(1, round(config.train.epochs * per_epoch))
+    amount, unit = config_mod.parse_rewind(config.prune.rewind)
+    rewind = amount * per_epoch if unit == "ep" else amount
+    if rewind >= total:
+        raise TicketsError(
+            f"rewind point {config.prune.rewind!r} (iteration {rewind}) is not before the end of training "
+            f"(iteration {total}, {per_epoch} per epoch); use a smaller --rewind or train longer"
+        )
+    return Schedule(total, rewind, per_epoch)
+
+
+@dataclass
+class Components:
+    """The registered objects a run uses, looked up once."""
+
+    load_dataset: object
+    make_model: object
+    init: object
+    make_optimizer: object
+    criterion: object
+    controls: dict
+
+
+def resolve_components(config: RunConfig, registry: Registry) -> tuple[Components, dict]:
+    """Look up every component by name; return them and their provenance for run.json."""
+    wanted = {"dataset": ("datasets", config.data.dataset), "model": ("models", config.model.name),
+              "initializer": ("initializers", config.model.init), "optimizer": ("optimizers", config.train.optimizer),
+              "criterion": ("criteria", config.prune.criterion)}
+    wanted.update({f"control:{c}": ("controls", c) for c in config.prune.controls})
+    entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
+    provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
+                         "version": e.provider.version} for role, e in entries.items()}
+    components = Components(
+        load_dataset=entries["dataset"].obj, make_model=entries["model"].obj, init=entries["initializer"].obj,
+        make_optimizer=entries["optimizer"].obj, criterion=entries["criterion"].obj,
+        controls={c: entries[f"control:{c}"].obj for c in config.prune.controls},
+    )
+    return components, provenance
+
+
+def load_splits(config: RunConfig, load_dataset) -> Splits:
+    data = load_dataset(config.data.data_dir, config.data.download)
+    return make_splits(data, config.data.val_size)
+
+
+def build_model(config: RunConfig, make_model, splits: Splits):
+    try:
+        return make_model(splits.num_classes, splits.input_shape, **config.model.options)
+    except TypeError as error:
+        raise TicketsError(f"model {config.model.name!r} rejected model.options {config.model.options!r} ({error}); "
+                           "fix model.options") from None
+
+
+def optimizer_factory(config: RunConfig, make_optimizer):
+    """params -> optimizer; bad optimizer options fail early with the option named."""
+    factory = partial(make_optimizer, lr=config.train.lr, **config.train.optimizer_options)
+    try:
+        factory([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as error:
+        raise TicketsError(f"optimizer {config.train.optimizer!r} rejected its options "
+                           f"{config.train.optimizer_options!r} ({error}); fix train.optimizer_options") from None
+    return factory
+
+
+def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore:
+    """The run's store; an existing run must have been made with the same settings."""
+    name = config.name or config_mod.default_name(config, verb)
+    store = RunStore(out_root, name)
+    if store.dir.exists():
+        if not store.config_path.exists():
+            if any(store.dir.iterdir()):
+                raise TicketsError(f"{store.dir} exists and is not a tickets run; choose another --name or --out")
+        else:
+            stored = config_mod.from_dict(yaml.safe_load(store.config_path.read_text()) or {})
+            if config_mod.fingerprint(stored) != config_mod.fingerprint(config):
+                old, new = config_mod.flatten(stored.to_dict()), config_mod.flatten(config.to_dict())
+                diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new
+                        if k not in config_mod.RESUMABLE_KEYS and old.get(k) != new.get(k)]
+                raise TicketsError(f"run {store.dir} was made with other settings ({'; '.join(diff)}); "
+                                   "use another --name, or the same settings to resume it")
+    return store
+
+
+class LotteryRun:
+    """Runs (or resumes) iterative magnitude pruning with controls for every seed of a config."""
+
+    def __init__(self, config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
+                 progress: Progress | None = None, quiet: bool = False):
+        self.config = config
+        self.verb = verb
+        config_mod.check_names(config, registry)
+        self.components, self.provenance = resolve_components(config, registry)
+        self.splits = load_splits(config, self.components.load_dataset)
+        self.schedule = make_schedule(config, self.splits.train_x.shape[0])
+        self.make_optimizer = optimizer_factory(config, self.components.make_optimizer)
+        build_model(config, self.components.make_model, self.splits)  # fail on bad options before writing
+        self.store = open_run(config, Path(out_root), verb)
+        per_seed = 1 + config.prune.rounds * (1 + len(config.prune.controls))
+        self.progress = progress or Progress(per_seed * len(config.seeds), quiet=quiet)
+
+    # the whole run -----------------------------------------------------------
+    def run(self) -> RunStore:
+        store, config = self.store, self.config
+        store.dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(store.dir):
+            from tickets.store import atomic_write_text
+
+            atomic_write_text(store.config_path, config_mod.dump(config))
+            previous = store.read_run_json()
+            store.update_run_json(
+                name=store.name, verb=self.verb, status="running", started=previous.get("started", now()),
+                resumed=previous.get("status") is not None, versions=environment_versions(),
+                components=self.provenance, iterations=self.schedule.total, rewind_iteration=self.schedule.rewind,
+                iterations_per_epoch=self.schedule.per_epoch,
+                expected_networks=self.progress.total,
+            )
+            try:
+                for seed in config.seeds:
+                    self.run_seed(seed)
+            except BaseException:
+                store.update_run_json(status="interrupted", stopped=now())
+                raise
+            seconds = sum(float(r["train_seconds"] or 0) for r in store.read_results())
+            store.update_run_json(status="complete", finished=now(), train_seconds=round(seconds, 2))
+        return store
+
+    # one seed ----------------------------------------------------------------
+    def run_seed(self, seed: int) -> None:
+        config, store, sched = self.config, self.store, self.schedule
+        model = build_model(config, self.components.make_model, self.splits)
+        names = prunable_names(model)
+        theta0 = self._initial_state(seed, model)
+        dense = Ticket(Mask.ones_for(model), theta0, 0)
+        if not (store.round_dir(seed, 0) / "mask.pt").exists():
+            dense.mask.save(store.round_dir(seed, 0) / "mask.pt")
+        capture = sched.rewind if sched.rewind > 0 else None
+        final = self._train_or_load(model, seed, 0, "ticket", dense, capture_at=capture)
+        rewind_path = store.seed_dir(seed) / "rewind.pt"
+        rewind_state = torch_load(rewind_path)
+
+        previous_mask = dense.mask
+        for round_ in range(1, config.prune.rounds + 1):
+            mask = self._mask_for_round(seed, round_, model, names, theta0, rewind_state, final, previous_mask)
+            ticket = Ticket(mask, rewind_state, sched.rewind)
+            final = self._train_or_load(model, seed, round_, "ticket", ticket)
+            for control_name, control in self.components.controls.items():
+                if store.is_done(seed, round_, control_name):
+                    self.progress.skip(self._label(seed, round_, control_name))
+                    continue
+                ctx = ControlContext(
+                    seed=seed, round=round_,
+                    generator=torch.Generator().manual_seed(stable_seed(seed, round_, control_name)),
+                    init=theta0, rewind=rewind_state, prunable=names,
+                    initialize=partial(self._fresh_state, model),
+                )
+                derived = control(ticket, ctx)
+                self._train_or_load(model, seed, round_, control_name, derived)
+            previous_mask = mask
+
+    def _initial_state(self, seed: int, model) -> State:
+        path = self.store.seed_dir(seed) / "init.pt"
+        if path.exists():
+            return torch_load(path)
+        initialize_(model, self.components.init, torch.Generator().manual_seed(seed))
+        state = clone_state(model)
+        atomic_torch_save(state, path)
+        return state
+
+    def _fresh_state(self, model, generator: torch.Generator) -> State:
+        """Weights drawn anew from the run's initializer (the model itself is left as it was)."""
+        fresh = build_model(self.config, self.components.make_model, self.splits)
+        initialize_(fresh, self.components.init, generator)
+        return clone_state(fresh)
+
+    def _mask_for_round(self, seed, round_, model, names, theta0, rewind_state, final, previous_mask) -> Mask:
+        path = self.store.round_dir(seed, round_) / "mask.pt"
+        if path.exists():
+            return Mask.load(path)
+        model.load_state_dict(final)
+        prune = self.config.prune
+        ctx = CriterionContext(
+            init=prunable_state(theta0, names), rewind=prunable_state(rewind_state, names),
+            final=prunable_state(final, names), mask=previous_mask, model=model,
+            batches=partial(self._training_batches, seed),
+            generator=torch.Generator().manual_seed(stable_seed(seed, round_, "criterion")),
+        )
+        scores = self.components.criterion(ctx)
+        mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope)
+        mask.save(path)
+        return mask
+
+    def _training_batches(self, seed: int, n: int) -> list:
+        stream = BatchStream(self.splits.train_x, self.splits.train_y, self.config.train.batch_size, seed, 0, n)
+        return list(stream)
+
+    # one network -------------------------------------------------------------
+    def _label(self, seed: int, round_: int, variant: str) -> str:
+        return f"seed {seed} | round {round_}/{self.config.prune.rounds} | {variant}"
+
+    def _train_or_load(self, model, seed: int, round_: int, variant: str, ticket: Ticket,
+                       capture_at: int | None = None) -> State:
+        """Train one network unless its directory is complete; return its final weights."""
+        store = self.store
+        net_dir = store.network_dir(seed, round_, variant)
+        label = self._label(seed, round_, variant)
+        if store.is_done(seed, round_, variant):
+            store.add_result(store.done_row(seed, round_, variant))  # heals a results.csv cut short
+            self.progress.skip(label)
+            return torch_load(net_dir / "final.pt")
+        torch.manual_seed(stable_seed(seed, round_, variant))
+        self.progress.start(label, self.schedule.total)
+        t = self.config.train
+        outcome = train_network(
+            model, ticket, self.make_optimizer, self.splits, end_iteration=self.schedule.total,
+            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed, accelerator=t.accelerator,
+            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=self.progress.update,
+        )
+        if round_ == 0 and variant == "ticket":
+            atomic_torch_save(outcome.captured_state or ticket.state, store.seed_dir(seed) / "rewind.pt")
+        row = self._row(seed, round_, variant, ticket.mask, outcome)
+        write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
+        atomic_torch_save(outcome.final_state, net_dir / "final.pt")
+        store.finish_network(seed, round_, variant, row)
+        self.progress.finish(label, row)
+        return outcome.final_state
+
+    def _row(self, seed: int, round_: int, variant: str, mask: Mask, outcome: TrainOutcome) -> dict:
+        return {
+            "run": self.store.name, "seed": seed, "round": round_, "variant": variant,
+            "criterion": self.config.prune.criterion, "weights_remaining": round(mask.density(), 6),
+            "params_remaining": mask.count(), **{k: _rounded(v) for k, v in outcome.fields.items()},
+            "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3),
+        }
+
+
+def _rounded(value):
+    return round(value, 6) if isinstance(value, float) else value

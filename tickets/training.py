@@ -1,0 +1,246 @@
+"""Training one masked network on PyTorch Lightning.
+
+- :class:`BatchStream` yields minibatches by slicing tensors that already sit on the
+  training device: no per-sample collation, and a seed fixes the order of every epoch.
+- :class:`MaskedTraining` is the LightningModule. It masks gradients before every optimizer
+  step and re-applies the mask after it, so pruned weights stay exactly zero (or at their
+  frozen values) whatever momentum or weight decay would do. It evaluates on the validation
+  and test tensors every ``eval_every`` iterations, keeping losses in on-device accumulators
+  between evaluations.
+- :func:`train_network` runs one ``Trainer.fit`` and returns the metrics, the final weights
+  and the result fields (early-stop iteration, test accuracy there, final accuracy).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+# Lightning's import-time and per-fit chatter says nothing a tickets user can act on.
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*Trying to infer the `batch_size`.*")
+warnings.filterwarnings("ignore", message=r".*is an invalid version and will not be supported.*")
+
+import pytorch_lightning as pl  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tickets.data import Splits
+from tickets.errors import TicketsError
+from tickets.ticket import State, Ticket
+
+EVAL_CHUNK = 2048
+METRIC_COLUMNS = ["iteration", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc"]
+
+for _name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def iterations_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per pass over the training set (the last partial batch is dropped)."""
+    return max(1, n_train // batch_size)
+
+
+class BatchStream:
+    """Minibatches for training iterations ``[start, end)`` over in-memory tensors.
+
+    Iteration ``i`` belongs to epoch ``i // iterations_per_epoch``; every epoch uses its
+    own permutation drawn from ``seed``, so a network rewound to iteration k sees exactly
+    the batches the dense network saw from iteration k on.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int, start: int, end: int):
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.start, self.end = start, end
+        self.per_epoch = iterations_per_epoch(x.shape[0], batch_size)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.x.shape[0], generator=generator).to(self.x.device)
+
+    def __iter__(self):
+        epoch, perm = None, None
+        for i in range(self.start, self.end):
+            e, position = divmod(i, self.per_epoch)
+            if e != epoch:
+                epoch, perm = e, self._permutation(e)
+            idx = perm[position * self.batch_size:(position + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+@dataclass
+class TrainOutcome:
+    """What training one network produced."""
+
+    metrics: list[dict]
+    final_state: State
+    captured_state: State | None
+    seconds: float
+    iterations: int
+    fields: dict = field(default_factory=dict)
+
+
+class MaskedTraining(pl.LightningModule):
+    """Trains ``model`` under a mask; see the module docstring."""
+
+    def __init__(self, model: nn.Module, ticket: Ticket, make_optimizer: Callable, splits: Splits,
+                 end_iteration: int, eval_every: int, capture_at: int | None = None,
+                 on_eval: Callable[[dict], None] | None = None):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.ticket = ticket
+        self.make_optimizer = make_optimizer
+        self.splits = splits
+        self.end_iteration = end_iteration
+        self.eval_every = eval_every
+        self.capture_at = capture_at
+        self.on_eval = on_eval
+        self.iteration = ticket.start_iteration
+        self.metrics: list[dict] = []
+        self.captured: State | None = None
+        self._masked: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+
+    def configure_optimizers(self):
+        return self.make_optimizer(self.model.parameters())
+
+    def on_fit_start(self) -> None:
+        params = dict(self.model.named_parameters())
+        self._masked = []
+        for name, keep in self.ticket.mask.tensors.items():
+            p = params[name]
+            frozen = None
+            if self.ticket.pruned_values is not None:
+                frozen = self.ticket.pruned_values[name].to(p.device, p.dtype)
+            self._masked.append((p, keep.to(p.device, p.dtype), frozen))
+        self._reapply_mask()
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_count = 0
+
+    def on_train_start(self) -> None:
+        if self.capture_at == self.iteration:
+            self.captured = _cpu_state(self.model)
+        self._evaluate()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        optimizer = self.optimizers()
+        loss = F.cross_entropy(self.model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        for p, keep, _ in self._masked:
+            if p.grad is not None:
+                p.grad.mul_(keep)
+        optimizer.step()
+        self._reapply_mask()
+        self._loss_sum += loss.detach().float()
+        self._loss_count += 1
+        self.iteration += 1
+        if self.iteration == self.capture_at:
+            self.captured = _cpu_state(self.model)
+        if self.iteration % self.eval_every == 0 or self.iteration == self.end_iteration:
+            self._evaluate()
+
+    @torch.no_grad()
+    def _reapply_mask(self) -> None:
+        for p, keep, frozen in self._masked:
+            if frozen is None:
+                p.mul_(keep)
+            else:
+                p.copy_(torch.where(keep.bool(), p, frozen))
+
+    @torch.no_grad()
+    def _evaluate(self) -> None:
+        was_training = self.model.training
+        self.model.eval()
+        val_loss, val_acc = self._loss_and_accuracy(self.splits.val_x, self.splits.val_y)
+        test_loss, test_acc = self._loss_and_accuracy(self.splits.test_x, self.splits.test_y)
+        self.model.train(was_training)
+        train_loss = (self._loss_sum / self._loss_count).item() if self._loss_count else math.nan
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        row = {"iteration": self.iteration, "train_loss": train_loss, "val_loss": val_loss,
+               "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc}
+        self.metrics.append(row)
+        if self.on_eval is not None:
+            self.on_eval(row)
+
+    def _loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        loss_sum = torch.zeros((), device=x.device)
+        correct = torch.zeros((), device=x.device, dtype=torch.long)
+        with self.trainer.precision_plugin.forward_context():
+            for i in range(0, x.shape[0], EVAL_CHUNK):
+                logits = self.model(x[i:i + EVAL_CHUNK]).float()
+                target = y[i:i + EVAL_CHUNK]
+                loss_sum += F.cross_entropy(logits, target, reduction="sum")
+                correct += (logits.argmax(1) == target).sum()
+        n = x.shape[0]
+        return (loss_sum / n).item(), (correct.float() / n).item()
+
+
+def _cpu_state(model: nn.Module) -> State:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def make_trainer(accelerator: str, devices, precision: str) -> pl.Trainer:
+    """A Lightning Trainer with everything but the training loop switched off."""
+    try:
+        trainer = pl.Trainer(
+            accelerator=accelerator, devices=devices, precision=precision,
+            max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    except (ValueError, TypeError, RuntimeError) as error:
+        first = " ".join(str(error).split())
+        raise TicketsError(f"accelerator={accelerator!r} devices={devices!r} precision={precision!r} "
+                           f"cannot be used here ({first}); use --accelerator cpu or an available device") from None
+    if trainer.world_size != 1:
+        raise TicketsError(f"tickets trains one network per process; use one device (got devices={devices!r})")
+    return trainer
+
+
+def train_network(model: nn.Module, ticket: Ticket, make_optimizer: Callable, splits: Splits, *,
+                  end_iteration: int, eval_every: int, batch_size: int, data_seed: int,
+                  accelerator: str = "cpu", devices=1, precision: str = "32-true",
+                  capture_at: int | None = None, on_eval: Callable[[dict], None] | None = None) -> TrainOutcome:
+    """Train ``model`` from ``ticket`` to iteration ``end_iteration``; see :class:`MaskedTraining`.
+
+    ``capture_at`` asks for a copy of the weights at that iteration (the rewind point).
+    """
+    model.load_state_dict(ticket.state)
+    trainer = make_trainer(accelerator, devices, precision)
+    device = trainer.strategy.root_device
+    splits = splits.to(device)
+    module = MaskedTraining(model, ticket, make_optimizer, splits, end_iteration, eval_every, capture_at, on_eval)
+    stream = BatchStream(splits.train_x, splits.train_y, batch_size, data_seed, ticket.start_iteration, end_iteration)
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=stream)
+    seconds = time.perf_counter() - started
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    final = _cpu_state(model)
+    return TrainOutcome(module.metrics, final, module.captured, seconds, end_iteration - ticket.start_iteration,
+                        summarize_metrics(module.metrics))
+
+
+def summarize_metrics(metrics: list[dict]) -> dict:
+    """Result fields from the evaluation rows: early stop = the minimum validation loss."""
+    best = min(metrics, key=lambda r: (math.inf if math.isnan(r["val_loss"]) else r["val_loss"], r["iteration"]))
+    last = metrics[-1]
+    return {
+        "acc_at_init": metrics[0]["test_acc"],
+        "best_val_loss": best["val_loss"],
+        "early_stop_iter": best["iteration"],
+        "test_acc_at_early_stop": best["test_acc"],
+        "final_test_acc": last["test_acc"],
+        "final_test_loss": last["test_loss"],
+    }
