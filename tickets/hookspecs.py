@@ -32,7 +32,9 @@ def register_criteria(register):
     - ``model``: the trained ``nn.Module`` (already-pruned weights are zero);
     - ``batches``: a function ``batches(n) -> list[(x, y)]`` giving ``n`` training batches
       for data-dependent criteria (SNIP, GraSP, ...);
-    - ``generator``: a seeded ``torch.Generator`` for criteria that need randomness.
+    - ``generator``: a seeded ``torch.Generator`` for criteria that need randomness;
+    - ``fraction``, ``layer_fractions``, ``scope``: how the core will prune this round (for
+      iterative criteria such as SynFlow that simulate the pruning themselves).
 
     The core, not the criterion, turns scores into a mask (global or per layer, with the
     configured per-layer fractions), so a criterion only ranks weights.

@@ -232,6 +232,7 @@ class LotteryRun:
             final=prunable_state(final, names), mask=previous_mask, model=model,
             batches=partial(self._training_batches, seed),
             generator=torch.Generator().manual_seed(stable_seed(seed, round_, "criterion")),
+            fraction=prune.fraction, layer_fractions=dict(prune.layer_fractions), scope=prune.scope,
         )
         scores = self.components.criterion(ctx)
         mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope)

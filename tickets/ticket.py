@@ -42,6 +42,9 @@ class CriterionContext:
     model: nn.Module
     batches: Callable[[int], list]
     generator: torch.Generator
+    fraction: float = 0.2
+    layer_fractions: dict = field(default_factory=dict)
+    scope: str = "layerwise"
 
 
 @dataclass
