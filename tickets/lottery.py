@@ -193,8 +193,7 @@ class LotteryRun:
             ticket = Ticket(mask, rewind_state, sched.rewind)
             final = self._train_or_load(model, seed, round_, "ticket", ticket)
             for control_name, control in self.components.controls.items():
-                if store.is_done(seed, round_, control_name):
-                    self.progress.skip(self._label(seed, round_, control_name))
+                if self._already_done(seed, round_, control_name):
                     continue
                 ctx = ControlContext(
                     seed=seed, round=round_,
@@ -247,15 +246,21 @@ class LotteryRun:
     def _label(self, seed: int, round_: int, variant: str) -> str:
         return f"seed {seed} | round {round_}/{self.config.prune.rounds} | {variant}"
 
+    def _already_done(self, seed: int, round_: int, variant: str) -> bool:
+        """True for a finished network; its row is re-recorded, which heals a results.csv cut short."""
+        if not self.store.is_done(seed, round_, variant):
+            return False
+        self.store.add_result(self.store.done_row(seed, round_, variant))
+        self.progress.skip(self._label(seed, round_, variant))
+        return True
+
     def _train_or_load(self, model, seed: int, round_: int, variant: str, ticket: Ticket,
                        capture_at: int | None = None) -> State:
         """Train one network unless its directory is complete; return its final weights."""
         store = self.store
         net_dir = store.network_dir(seed, round_, variant)
         label = self._label(seed, round_, variant)
-        if store.is_done(seed, round_, variant):
-            store.add_result(store.done_row(seed, round_, variant))  # heals a results.csv cut short
-            self.progress.skip(label)
+        if self._already_done(seed, round_, variant):
             return torch_load(net_dir / "final.pt")
         torch.manual_seed(stable_seed(seed, round_, variant))
         self.progress.start(label, self.schedule.total)

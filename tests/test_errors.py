@@ -1,0 +1,73 @@
+"""Bad input: one line naming the problem and the fix, exit code 2, no traceback, outputs untouched."""
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import prune_tiny, run_cli, TINY
+
+
+def snapshot(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    prune_tiny(out, "keep", "--rounds", "1", "--controls", "none")
+    return out
+
+
+BAD = [
+    (["--rounds", "-1"], "rounds must be 0 or more"),
+    (["--prune-fraction", "1.5"], "prune fraction must be in (0, 1)"),
+    (["--prune-fraction", "0"], "prune fraction must be in (0, 1)"),
+    (["--criterion", "magnitud"], "unknown criterion 'magnitud' (did you mean 'magnitude'?); known criteria:"),
+    (["--model", "lenet"], "unknown model 'lenet'"),
+    (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'"),
+    (["--controls", "reinit,nope"], "unknown control 'nope'"),
+    (["--set", "train.learning_rate=0.1"], "unknown config key train.learning_rate; known keys of train:"),
+    (["--set", "train.batch_size=many"], "config key train.batch_size must be int, got 'many'"),
+    (["--set", "nonsense"], "expected section.key=value"),
+    (["--rewind", "500ep"], "is not before the end of training"),
+    (["--rewind", "later"], "rewind 'later' is not understood"),
+    (["--config", "missing.yaml"], "config file 'missing.yaml' not found"),
+    (["--scope", "everywhere"], "unknown scope 'everywhere'"),
+    (["--seeds", "a,b"], "expected comma-separated integers"),
+    (["--dataset", "mnist"], "needs --data-dir"),
+    (["--set", "model.options={depth: 3}"], "rejected model.options"),
+    (["--set", "train.optimizer_options={momentumm: 0.9}"], "rejected its options"),
+    (["--lr", "fast"], "'fast' is not a valid float"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(existing, args, message):
+    before = snapshot(existing)
+    result = run_cli("prune", "--out", existing, "--name", "keep", *TINY, *args, expect=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert snapshot(existing) == before
+
+
+def test_changing_settings_of_a_named_run_is_refused(existing):
+    before = snapshot(existing)
+    result = run_cli("prune", "--out", existing, "--name", "keep", *TINY, "--lr", "0.1", expect=2)
+    assert "was made with other settings (train.lr: 0.0012 -> 0.1)" in result.stderr
+    assert snapshot(existing) == before
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tickets.cli", "prune", "--rounds", "-3", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "Error: rounds must be 0 or more, got -3"
+    assert not any(tmp_path.iterdir())
+
+
+def test_report_of_a_folder_without_results(tmp_path):
+    result = run_cli("report", tmp_path, expect=2)
+    assert "run `tickets prune` first" in result.stderr

@@ -1,0 +1,132 @@
+"""The main job end to end on tiny settings: rows, exact sparsity, zeros, rewinding, determinism, resume."""
+import math
+
+import pytest
+import torch
+
+from conftest import load, prune_tiny, read_results, run_cli
+from tickets.config import build_config
+from tickets.data import make_splits
+from tickets.lottery import load_splits
+from tickets.masks import Mask, pruned_count
+from tickets.plugins import registry
+from tickets.ticket import Ticket
+from tickets.training import train_network
+
+LAYERS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "output.weight": 100 * 10}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny run with SGD + momentum + weight decay, the hardest case for keeping zeros."""
+    out = tmp_path_factory.mktemp("out")
+    return prune_tiny(out, "base", "--rounds", "3", "--optimizer", "sgd", "--lr", "0.05",
+                      "--set", "train.optimizer_options={momentum: 0.9, weight_decay: 0.01}")
+
+
+def test_one_row_per_network_with_schema(run):
+    rows = read_results(run)
+    assert [(r["round"], r["variant"]) for r in rows] == [("0", "ticket")] + [
+        (str(r), v) for r in (1, 2, 3) for v in ("ticket", "random_prune", "reinit")]
+    assert list(rows[0]) == ["run", "seed", "round", "variant", "criterion", "weights_remaining",
+                             "params_remaining", "acc_at_init", "best_val_loss", "early_stop_iter",
+                             "test_acc_at_early_stop", "final_test_acc", "final_test_loss", "iterations",
+                             "train_seconds"]
+    assert float(rows[0]["weights_remaining"]) == 1.0
+    assert all(0.3 < float(r["test_acc_at_early_stop"]) <= 1 for r in rows)
+
+
+def test_exact_sparsity_per_layer_every_round(run):
+    expected = dict(LAYERS)
+    for round_ in (1, 2, 3):
+        mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
+        for name in expected:
+            expected[name] -= pruned_count(expected[name], 0.1 if name == "output.weight" else 0.2)
+            assert mask.count(name) == expected[name]
+        rows = [r for r in read_results(run) if r["round"] == str(round_)]
+        assert {int(r["params_remaining"]) for r in rows} == {sum(expected.values())}
+        assert float(rows[0]["weights_remaining"]) == pytest.approx(sum(expected.values()) / sum(LAYERS.values()), abs=1e-6)
+
+
+def test_pruned_weights_are_zero_after_training_for_every_variant(run):
+    for round_ in (1, 2, 3):
+        ticket_mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
+        for variant in ("ticket", "reinit", "random_prune"):
+            final = load(run / f"seed_0/round_{round_}/{variant}/final.pt")
+            nonzero = {n: final[n] != 0 for n in LAYERS}
+            if variant != "random_prune":
+                assert all(not (nonzero[n] & ~ticket_mask.tensors[n]).any() for n in LAYERS)
+            # every variant has exactly the ticket's number of possibly-nonzero weights per layer
+            assert all(int(nonzero[n].sum()) <= ticket_mask.count(n) for n in LAYERS)
+
+
+def test_masks_are_monotone_across_rounds(run):
+    masks = [Mask.load(run / f"seed_0/round_{r}/mask.pt") for r in range(4)]
+    for earlier, later in zip(masks, masks[1:]):
+        assert later.is_subset_of(earlier) and later.count() < earlier.count()
+
+
+def test_rewind_zero_restores_theta0_exactly(run):
+    init = load(run / "seed_0/init.pt")
+    rewind = load(run / "seed_0/rewind.pt")
+    assert all(torch.equal(init[k], rewind[k]) for k in init)
+    # the ticket's first evaluation is at iteration 0, before any training
+    first = (run / "seed_0/round_2/ticket/metrics.csv").read_text().splitlines()[1]
+    assert first.startswith("0,")
+
+
+def test_rewind_to_iteration_k_restores_theta_k_exactly(tmp_path):
+    run_dir = prune_tiny(tmp_path, "late", "--rounds", "1", "--rewind", "7it", "--controls", "none")
+    rewind = load(run_dir / "seed_0/rewind.pt")
+    init = load(run_dir / "seed_0/init.pt")
+    # train the dense network independently for exactly 7 iterations from theta_0
+    config = build_config(None, {"train.epochs": 0.3})
+    splits = load_splits(config, registry().get("datasets", "digits"))
+    model = registry().get("models", "lenet_300_100")(10, (1, 28, 28))
+    make_opt = lambda params: torch.optim.Adam(params, lr=config.train.lr)  # noqa: E731
+    ticket = Ticket(Mask.ones_for(model), init, 0)
+    torch.manual_seed(0)
+    outcome = train_network(model, ticket, make_opt, splits, end_iteration=7, eval_every=5, batch_size=60, data_seed=0)
+    assert all(torch.equal(outcome.final_state[k], rewind[k]) for k in rewind)
+    assert not torch.equal(rewind["fc1.weight"], init["fc1.weight"])
+    metrics = (run_dir / "seed_0/round_1/ticket/metrics.csv").read_text().splitlines()
+    assert metrics[1].startswith("7,")  # the ticket trains from iteration 7 on
+    assert read_results(run_dir)[1]["iterations"] == str(17 - 7)
+
+
+def test_same_seed_same_results(run, tmp_path):
+    again = prune_tiny(tmp_path, "again", "--rounds", "3", "--optimizer", "sgd", "--lr", "0.05",
+                       "--set", "train.optimizer_options={momentum: 0.9, weight_decay: 0.01}")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("run", "train_seconds")} for r in rows]  # noqa: E731
+    assert strip(read_results(again)) == strip(read_results(run))
+    for r in range(4):
+        assert Mask.load(again / f"seed_0/round_{r}/mask.pt") == Mask.load(run / f"seed_0/round_{r}/mask.pt")
+
+
+def test_different_seeds_differ(tmp_path):
+    run_dir = prune_tiny(tmp_path, "seeds", "--rounds", "0", "--seeds", "0,1")
+    rows = read_results(run_dir)
+    assert [r["seed"] for r in rows] == ["0", "1"]
+    assert not torch.equal(load(run_dir / "seed_0/init.pt")["fc1.weight"], load(run_dir / "seed_1/init.pt")["fc1.weight"])
+
+
+def test_global_scope_prunes_the_pooled_layers_exactly(tmp_path):
+    run_dir = prune_tiny(tmp_path, "global", "--rounds", "1", "--scope", "global", "--controls", "none")
+    mask = Mask.load(run_dir / "seed_0/round_1/mask.pt")
+    pooled = LAYERS["fc1.weight"] + LAYERS["fc2.weight"]
+    assert mask.count("fc1.weight") + mask.count("fc2.weight") == pooled - pruned_count(pooled, 0.2)
+    assert mask.count("output.weight") == 1000 - pruned_count(1000, 0.1)
+
+
+def test_epochs_and_iterations_set_the_training_length(tmp_path):
+    run_dir = prune_tiny(tmp_path, "len", "--rounds", "0", "--set", "train.iterations=12")
+    assert read_results(run_dir)[0]["iterations"] == "12"
+
+
+def test_validation_split_is_held_out_of_training():
+    data = registry().get("datasets", "digits")(None, False)
+    splits = make_splits(data, 500)
+    assert splits.val_x.shape[0] == 500 and splits.train_x.shape[0] == data.train_x.shape[0] - 500
+    flat = lambda x: {tuple(row.tolist()) for row in x.flatten(1)[:, ::7]}  # noqa: E731
+    assert not flat(splits.val_x) & flat(splits.train_x)
+    assert math.isclose(float(splits.train_x.mean()), 0.0, abs_tol=0.2)  # normalized
