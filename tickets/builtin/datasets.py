@@ -95,10 +95,13 @@ def _gunzip_present(raw: str) -> None:
             os.replace(partial, target)
 
 
-def _idx_dataset(cls, name: str, label: str, stats, data_dir: str | None, download: bool) -> TensorData:
-    """Load an MNIST-like torchvision dataset (MNIST, FashionMNIST) as uint8 tensors."""
+def _idx_dataset(class_name: str, name: str, label: str, stats, data_dir: str | None, download: bool) -> TensorData:
+    """Load an MNIST-like torchvision dataset (``MNIST``, ``FashionMNIST``) as uint8 tensors."""
     root = _require_dir(name, data_dir)
-    raw = os.path.join(root, cls.__name__, "raw")
+    import torchvision  # only now: it is slow to import
+
+    cls = getattr(torchvision.datasets, class_name)
+    raw = os.path.join(root, class_name, "raw")
     try:
         if os.path.isdir(raw):
             _gunzip_present(raw)
@@ -122,26 +125,22 @@ def _idx_dataset(cls, name: str, label: str, stats, data_dir: str | None, downlo
 
 def mnist(data_dir: str | None, download: bool) -> TensorData:
     """MNIST, 60,000 train / 10,000 test 28x28 digits, via torchvision from DATA_DIR/MNIST/raw."""
-    import torchvision
-
-    return _idx_dataset(torchvision.datasets.MNIST, "mnist", "MNIST", MNIST_STATS, data_dir, download)
+    return _idx_dataset("MNIST", "mnist", "MNIST", MNIST_STATS, data_dir, download)
 
 
 def fashion_mnist(data_dir: str | None, download: bool) -> TensorData:
     """Fashion-MNIST, 60,000 train / 10,000 test 28x28 images, via torchvision from DATA_DIR/FashionMNIST/raw."""
-    import torchvision
-
-    return _idx_dataset(torchvision.datasets.FashionMNIST, "fashion_mnist", "Fashion-MNIST",
+    return _idx_dataset("FashionMNIST", "fashion_mnist", "Fashion-MNIST",
                         FASHION_MNIST_STATS, data_dir, download)
 
 
 def cifar10(data_dir: str | None, download: bool) -> TensorData:
     """CIFAR-10, 50,000 train / 10,000 test 32x32 color images, via torchvision from DATA_DIR/cifar-10-batches-py."""
-    import torchvision
+    root = _require_dir("cifar10", data_dir)
+    import torchvision  # only now: it is slow to import
     from torchvision.datasets.utils import extract_archive
 
     cls = torchvision.datasets.CIFAR10
-    root = _require_dir("cifar10", data_dir)
     folder, archive = os.path.join(root, cls.base_folder), os.path.join(root, cls.filename)
     try:
         if not os.path.isdir(folder) and os.path.exists(archive):
