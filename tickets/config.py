@@ -43,7 +43,7 @@ class TrainConfig:
     lr: float = 1.2e-3
     optimizer_options: dict = field(default_factory=dict)
     batch_size: int = 60
-    epochs: float = 2.0
+    epochs: float = 5.0
     iterations: typing.Optional[int] = None  # when set, overrides epochs
     eval_every: int = 20
     accelerator: str = "cpu"

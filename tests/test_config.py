@@ -1,0 +1,50 @@
+"""Config: defaults, shipped YAML files, flag and --set overrides, run names."""
+import pytest
+
+from tickets.config import CONFIG_DIR, build_config, default_name, fingerprint, parse_rewind
+from tickets.errors import TicketsError
+from tickets.plugins import registry
+from tickets.config import check_names
+
+
+def test_quick_config_is_the_default():
+    assert build_config("quick") == build_config(None)
+
+
+@pytest.mark.parametrize("path", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_shipped_config_loads_and_names_registered_components(path):
+    config = build_config(path)
+    check_names(config, registry())
+
+
+def test_paper_lenet_settings():
+    config = build_config("lenet_paper")
+    assert (config.train.optimizer, config.train.lr, config.train.batch_size) == ("adam", 0.0012, 60)
+    assert config.train.iterations == 50_000 and config.data.val_size == 5000
+    assert config.prune.fraction == 0.2 and config.prune.layer_fractions == {"output.*": 0.1}
+
+
+def test_precedence_file_then_flags_then_set():
+    config = build_config("lenet_digits", {"train.lr": 0.01}, ["train.lr=0.02", "prune.rounds=3"])
+    assert config.train.lr == 0.02 and config.prune.rounds == 3 and config.train.epochs == 30
+
+
+def test_yaml_scientific_notation_without_dot_is_a_float():
+    assert build_config(None, {}, ["train.lr=1e-3"]).train.lr == 0.001
+
+
+def test_rewind_forms():
+    assert parse_rewind("0") == (0, "it")
+    assert parse_rewind("500it") == (500, "it")
+    assert parse_rewind("2ep") == (2, "ep")
+    with pytest.raises(TicketsError):
+        parse_rewind("-1it")
+
+
+def test_run_name_ignores_rounds_seeds_and_controls_but_not_settings():
+    base = build_config(None)
+    more = build_config(None, {"prune.rounds": 20, "seeds": [0, 1], "prune.controls": []})
+    other = build_config(None, {"train.lr": 0.1})
+    assert default_name(base) == default_name(more)
+    assert fingerprint(base) != fingerprint(other)
+    assert default_name(base).startswith("lenet_300_100-digits-magnitude-")
