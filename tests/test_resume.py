@@ -68,3 +68,19 @@ def test_a_lost_results_csv_is_rebuilt_from_finished_networks(reference, tmp_pat
 def test_runs_lists_progress(reference):
     result = run_cli("runs", "--out", reference.parent)
     assert "ref" in result.stdout and "complete" in result.stdout and "7/7" in result.stdout
+
+
+def test_compare_trains_only_the_missing_controls_of_saved_tickets(tmp_path):
+    run_dir = prune_tiny(tmp_path, "cmp", "--rounds", "2", "--controls", "none")
+    stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("seed_0/round_*/ticket/final.pt")}
+    run_cli("compare", run_dir, "--controls", "reinit", "--accelerator", "cpu", "--quiet")
+    rows = read_results(run_dir)
+    assert [(r["round"], r["variant"]) for r in rows] == [
+        ("0", "ticket"), ("1", "ticket"), ("1", "reinit"), ("2", "ticket"), ("2", "reinit")]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (run_dir / "report" / "comparison.csv").exists()
+
+
+def test_compare_needs_a_run_folder(tmp_path):
+    result = run_cli("compare", tmp_path, "--controls", "reinit", expect=2)
+    assert "is not a tickets run" in result.stderr

@@ -208,13 +208,31 @@ def plugins_command(as_json, kind):
 
 
 @main.command()
-@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--controls", required=True, help="Comma-separated controls to add, e.g. reinit,signed_reinit.")
+@click.option("--accelerator", help="Lightning accelerator for the controls: cpu, gpu, auto, ...")
+@click.option("--devices", help="Lightning devices: 1, a device index list, or auto.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def compare(run, controls, accelerator, devices, quiet):
+    """Train the controls RUN lacks for its saved tickets, then write its report."""
+    from tickets.lottery import compare_run
+
+    names = _controls(controls)
+    if not names:
+        raise TicketsError("--controls names no control; give e.g. --controls reinit,random_prune")
+    store = compare_run(run, names, plugin_mod.registry(), accelerator=accelerator, devices=_devices(devices),
+                        quiet=quiet)
+    _finish(store, quiet)
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", help="Folder for the report (default: RUN/report for one run).")
 def report(runs, out):
     """Summary and comparison CSVs, plots and report.md for one or more runs."""
     from tickets.report import write_report
 
-    report_dir = write_report([Path(r) for r in runs], Path(out) if out else None)
+    report_dir = write_report(list(runs), Path(out) if out else None)
     click.echo(f"report: {report_dir / 'report.md'}")
 
 

@@ -49,6 +49,16 @@ class Splits:
         return tuple(self.train_x.shape[1:])
 
     def to(self, device) -> "Splits":
+        """The splits on ``device``; copies are kept, so every network of a run reuses one."""
+        device = torch.device(device)
+        if self.train_x.device == device:
+            return self
+        cache = self.__dict__.setdefault("_copies", {})
+        if str(device) not in cache:
+            cache[str(device)] = self._copy_to(device)
+        return cache[str(device)]
+
+    def _copy_to(self, device) -> "Splits":
         moved = {name: getattr(self, name).to(device) for name in
                  ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
         return Splits(num_classes=self.num_classes, **moved)

@@ -130,13 +130,33 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
     return store
 
 
+def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
+                devices=None, quiet: bool = False) -> RunStore:
+    """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise TicketsError(f"{run_dir} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
+    config = config_mod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    config.name = run_dir.name
+    config.prune.controls = list(dict.fromkeys([*config.prune.controls, *controls]))
+    if accelerator is not None:
+        config.train.accelerator = accelerator
+    if devices is not None:
+        config.train.devices = devices
+    config_mod.validate(config)
+    run = LotteryRun(config, run_dir.parent, registry, quiet=quiet, saved_tickets_only=True)
+    return run.run()
+
+
 class LotteryRun:
     """Runs (or resumes) iterative magnitude pruning with controls for every seed of a config."""
 
     def __init__(self, config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
-                 progress: Progress | None = None, quiet: bool = False):
+                 progress: Progress | None = None, quiet: bool = False, saved_tickets_only: bool = False):
         self.config = config
         self.verb = verb
+        # compare mode: train only the controls of tickets that are already trained
+        self.saved_tickets_only = saved_tickets_only
         config_mod.check_names(config, registry)
         self.components, self.provenance = resolve_components(config, registry)
         self.splits = load_splits(config, self.components.load_dataset)
@@ -176,6 +196,8 @@ class LotteryRun:
     # one seed ----------------------------------------------------------------
     def run_seed(self, seed: int) -> None:
         config, store, sched = self.config, self.store, self.schedule
+        if self.saved_tickets_only and not store.is_done(seed, 0, "ticket"):
+            return
         model = build_model(config, self.components.make_model, self.splits)
         names = prunable_names(model)
         theta0 = self._initial_state(seed, model)
@@ -189,6 +211,8 @@ class LotteryRun:
 
         previous_mask = dense.mask
         for round_ in range(1, config.prune.rounds + 1):
+            if self.saved_tickets_only and not store.is_done(seed, round_, "ticket"):
+                break
             mask = self._mask_for_round(seed, round_, model, names, theta0, rewind_state, final, previous_mask)
             ticket = Ticket(mask, rewind_state, sched.rewind)
             final = self._train_or_load(model, seed, round_, "ticket", ticket)
