@@ -184,6 +184,9 @@ def test_write_report_files_and_findings(tmp_path):
     # Round 3 (mean 0.82) is below the dense CI (0.92 - 0.0497); round 2 is the sparsest match.
     assert "At 20% weights remaining (round 2), the sparsest round" in text
     assert "iteration 700 versus 1,100 for the dense network (36% sooner)" in text
+    # reinit early-stops at 1000, 900, 1500 vs the ticket's 900, 700, 1600: ratios 1.11, 1.29, 0.94
+    assert "Tickets early-stop sooner than reinit in 2 of 3 rounds (median ratio of early-stop iterations " \
+           "reinit/ticket: 1.11x)" in text
 
 
 def test_learning_curves_skipped_without_metrics(tmp_path):

@@ -438,6 +438,7 @@ def _findings(s: pd.DataFrame, c: pd.DataFrame) -> list[str]:
         if len(worse):
             where = ", ".join(_pct(w) for w in worse["weights_remaining"])
             out.append(f"{control} is significantly better than the ticket at {where} weights remaining.")
+        out.extend(_early_stop_vs(s, control))
     if dense is not None and len(tickets):
         has_ci = not math.isnan(dense[f"{acc}_ci_low"])
         floor = dense[f"{acc}_ci_low"] if has_ci else dense[f"{acc}_mean"]
@@ -455,6 +456,19 @@ def _findings(s: pd.DataFrame, c: pd.DataFrame) -> list[str]:
                        f"the ticket early-stops at iteration {it:,.0f} versus {dense_it:,.0f} for the dense network "
                        f"({how}).")
     return out
+
+
+def _early_stop_vs(s: pd.DataFrame, control: str) -> list[str]:
+    """How much sooner the ticket reaches minimum validation loss than ``control``, round by round."""
+    it = "early_stop_iter_mean"
+    both = s[s["variant"] == TICKET].merge(s[s["variant"] == control], on="round", suffixes=("", "_c"))
+    both = both[(both[it] > 0) & both[f"{it}_c"].notna()]
+    if both.empty:
+        return []
+    sooner = both[both[it] < both[f"{it}_c"]]
+    ratio = (both[f"{it}_c"] / both[it]).median()
+    return [f"Tickets early-stop sooner than {control} in {len(sooner)} of {len(both)} rounds "
+            f"(median ratio of early-stop iterations {control}/ticket: {ratio:.2f}x)."]
 
 
 def _table(s: pd.DataFrame, c: pd.DataFrame) -> list[str]:
