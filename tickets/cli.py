@@ -48,6 +48,8 @@ class TicketsGroup(click.Group):
 def main(strict_plugins):
     """tickets: find and study lottery tickets (sparse trainable subnetworks)."""
     plugin_mod.set_strict(True if strict_plugins else None)
+    if plugin_mod.strict_enabled():
+        plugin_mod.plugin_set()  # strict: a broken plugin stops every command (exit 2, with the reason)
 
 
 def _seeds(value: str | None):
@@ -179,19 +181,28 @@ def runs(out):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--kind", help="Only this kind of component (criteria, initializers, optimizers, models, datasets, controls).")
 def plugins_command(as_json, kind):
-    """List plugins (built-in and installed): version, status and the names they provide."""
-    from tickets.registry import KINDS
+    """List plugins (built-in and installed): version, status and the names they provide.
 
-    if kind is not None and kind not in KINDS:
-        raise TicketsError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
-    loaded = plugin_mod.load_plugins(strict=plugin_mod._strict_override, warn=lambda line: None)
+    Status is ``active``, ``failed: REASON`` or ``skipped: REASON`` (TICKETS_PLUGINS). A
+    failed plugin is listed, not fatal, unless --strict-plugins or TICKETS_STRICT_PLUGINS=1.
+    """
+    from tickets.registry import KINDS, SINGULAR
+
+    if kind is not None:
+        kind = {v: k for k, v in SINGULAR.items()}.get(kind, kind)  # "criterion" works as well as "criteria"
+        if kind not in KINDS:
+            raise TicketsError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
+    loaded = plugin_mod.load_plugins(strict=plugin_mod.strict_enabled(), warn=lambda line: None)
+    conflicts = [loaded.registry.conflict_message(k, n) for (k, n) in loaded.registry.conflicts
+                 if kind is None or k == kind]
     infos = loaded.plugins
+    if kind is not None:  # keep plugins that provide this kind, and every plugin that is not active
+        infos = [i for i in infos if kind in i.provides or i.status != "active"]
     if as_json:
         data = [i.as_dict() for i in infos]
         if kind:
             for d in data:
                 d["provides"] = {k: v for k, v in d["provides"].items() if k == kind}
-        conflicts = [loaded.registry.conflict_message(k, n) for (k, n) in loaded.registry.conflicts]
         click.echo(json.dumps({"plugins": data, "conflicts": conflicts}, indent=2))
         return
     for info in infos:
@@ -203,8 +214,10 @@ def plugins_command(as_json, kind):
                 continue
             for name, description in provided:
                 click.echo(f"    {k:<12} {name:<28} {description}")
-    for (k, n) in loaded.registry.conflicts:
-        click.echo(f"conflict: {loaded.registry.conflict_message(k, n)}")
+    for line in conflicts:
+        click.echo(f"conflict: {line}")
+    counts = {s: sum(1 for i in loaded.plugins if i.status == s) for s in ("active", "failed", "skipped")}
+    click.echo(f"{len(loaded.plugins)} plugins: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
 
 
 @main.command()

@@ -34,7 +34,9 @@ def register_criteria(register):
       for data-dependent criteria (SNIP, GraSP, ...);
     - ``generator``: a seeded ``torch.Generator`` for criteria that need randomness;
     - ``fraction``, ``layer_fractions``, ``scope``: how the core will prune this round (for
-      iterative criteria such as SynFlow that simulate the pruning themselves).
+      iterative criteria such as SynFlow that simulate the pruning themselves);
+    - ``criterion_batches``: how many training batches data-dependent criteria should use
+      (config ``prune.criterion_batches``).
 
     The core, not the criterion, turns scores into a mask (global or per layer, with the
     configured per-layer fractions), so a criterion only ranks weights.

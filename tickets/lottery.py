@@ -256,6 +256,7 @@ class LotteryRun:
             batches=partial(self._training_batches, seed),
             generator=torch.Generator().manual_seed(stable_seed(seed, round_, "criterion")),
             fraction=prune.fraction, layer_fractions=dict(prune.layer_fractions), scope=prune.scope,
+            criterion_batches=prune.criterion_batches,
         )
         scores = self.components.criterion(ctx)
         mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope)

@@ -45,6 +45,7 @@ class CriterionContext:
     fraction: float = 0.2
     layer_fractions: dict = field(default_factory=dict)
     scope: str = "layerwise"
+    criterion_batches: int = 4
 
 
 @dataclass
