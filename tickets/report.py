@@ -398,7 +398,12 @@ def _plot_learning_curves(runs: list[tuple[str, Path, pd.DataFrame]], rounds_to_
             ax.grid(alpha=0.3)
             if lines:
                 ax.legend(fontsize="small", title="weights remaining", title_fontsize="small")
-    fig.suptitle("Learning curves: test accuracy vs. training iteration (mean over seeds)")
+    # Zoom on where the curves separate: the steep first tenth of training would flatten the rest.
+    tails = [100 * curve[curve.index >= 0.1 * curve.index.max()] for lines in panels.values() for *_, curve in lines]
+    low, high = min(t.min() for t in tails), max(t.max() for t in tails)
+    if np.isfinite(low) and high > low:
+        axes[0][0].set_ylim(max(0.0, low - 0.1 * (high - low) - 0.5), min(100.0, high + 0.1 * (high - low) + 0.5))
+    fig.suptitle("Learning curves: test accuracy vs. training iteration (mean over seeds; y axis zoomed)")
     _save(fig, path)
     return True
 
