@@ -239,6 +239,28 @@ def compare(run, controls, accelerator, devices, quiet):
 
 
 @main.command()
+@run_options
+@click.option("--method", help="bernoulli (Zhou et al.) or edge_popup (Ramanujan et al.; the default).")
+@click.option("--density", type=float, help="edge_popup: fraction kept per layer; bernoulli: initial keep probability.")
+@click.option("--init", help="Initializer of the frozen weights (model.init), e.g. signed_constant or kaiming_normal.")
+def supermask(method, density, init, **opts):
+    """Learn a mask over frozen random weights (resumable); rows go to results.csv."""
+    from tickets.supermask import SupermaskRun
+
+    sets = [f"supermask.method={method}"] if method is not None else []
+    sets += [f"supermask.density={density}"] if density is not None else []
+    sets += [f"model.init={init}"] if init is not None else []
+    opts["sets"] = tuple(opts.get("sets") or ()) + tuple(sets)
+    config = build_run_config(opts)
+    store = SupermaskRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"]).run()
+    for row in store.read_results():
+        click.echo(f"seed {row['seed']} {row['variant']}: density {float(row['weights_remaining']):.4f}, "
+                   f"test acc {100 * float(row['test_acc_at_early_stop']):.2f}% at early stop, "
+                   f"final {100 * float(row['final_test_acc']):.2f}%")
+    click.echo(f"results: {store.results_path}")
+
+
+@main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", help="Folder for the report (default: RUN/report for one run).")
 def report(runs, out):

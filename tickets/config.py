@@ -65,9 +65,11 @@ class PruneConfig:
 
 @dataclass
 class SupermaskConfig:
+    # `tickets supermask`: the frozen weights are drawn by model.init (e.g. signed_constant);
+    # method bernoulli or edge_popup; density: edge_popup's kept fraction per layer, bernoulli's
+    # initial keep probability; score_init: the initializer that draws the scores.
     method: str = "edge_popup"
     density: float = 0.5
-    weight_init: str = "signed_constant"
     score_init: str = "kaiming_uniform"
 
 

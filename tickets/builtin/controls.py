@@ -1,5 +1,27 @@
-"""Built-in controls: how comparison networks are derived from a ticket."""
+"""Built-in controls: how comparison networks are derived from a ticket.
+
+Frankle & Carbin's controls (reinit, random_prune) and Zhou et al.'s treatments of the kept
+weights (reshuffle, signed_reinit, signed_constant, rand_signed_constant) and of the pruned
+ones (freeze_pruned). "Initial" values are the ticket's starting weights (``ticket.state``:
+theta_0, or theta_k with late rewinding). Controls change only the prunable weights; biases
+and normalization parameters stay as in the ticket. None modifies the ticket it is given.
+"""
+import torch
+
 from tickets import hookimpl
+
+
+def _with_weights(ticket, ctx, make):
+    """A copy of ``ticket`` whose prunable weights are ``make(name, start, keep)``."""
+    state = dict(ticket.state)
+    for name in ctx.prunable:
+        state[name] = make(name, ticket.state[name], ticket.mask.tensors[name])
+    return ticket.with_(state=state)
+
+
+def _signs(t: torch.Tensor) -> torch.Tensor:
+    """+1 / -1 per entry (0 counts as +1, so every weight gets a sign)."""
+    return torch.where(t < 0, -1.0, 1.0).to(t.dtype)
 
 
 def reinit(ticket, ctx):
@@ -12,8 +34,50 @@ def random_prune(ticket, ctx):
     return ticket.with_(mask=ticket.mask.random_with_counts(ctx.generator))
 
 
+def reshuffle(ticket, ctx):
+    """The ticket's mask; the kept initial values permuted at random within each layer."""
+    def make(name, start, keep):
+        out = start.clone()
+        kept = start[keep]
+        out[keep] = kept[torch.randperm(kept.numel(), generator=ctx.generator)]
+        return out
+    return _with_weights(ticket, ctx, make)
+
+
+def signed_reinit(ticket, ctx):
+    """The ticket's mask; fresh magnitudes |w'| from the run's initializer with the initial signs: sign(w_i)|w'|."""
+    fresh = ctx.initialize(ctx.generator)
+    return _with_weights(ticket, ctx, lambda name, start, keep: _signs(start) * fresh[name].abs().to(start.dtype))
+
+
+def signed_constant(ticket, ctx):
+    """The ticket's mask; every weight sign(w_i) * std(layer at theta_0): a constant magnitude, the initial signs."""
+    return _with_weights(ticket, ctx, lambda name, start, keep: _signs(start) * ctx.init[name].float().std().item())
+
+
+def rand_signed_constant(ticket, ctx):
+    """The ticket's mask; every weight +-std(layer at theta_0) with random signs."""
+    def make(name, start, keep):
+        signs = torch.randint(0, 2, start.shape, generator=ctx.generator).to(start.dtype) * 2 - 1
+        return signs * ctx.init[name].float().std().item()
+    return _with_weights(ticket, ctx, make)
+
+
+def freeze_pruned(ticket, ctx):
+    """The ticket, but pruned weights frozen at their initial values instead of zero (do zeros matter?)."""
+    return ticket.with_(pruned_values={name: ticket.state[name].clone() for name in ctx.prunable})
+
+
+CONTROLS = (reinit, random_prune, reshuffle, signed_reinit, signed_constant, rand_signed_constant, freeze_pruned)
+
+
 @hookimpl
 def register_controls(register):
-    """The reinit and random_prune controls."""
+    """reinit, random_prune (Frankle & Carbin) and Zhou et al.'s reshuffle, signed reinit, signed constants, frozen pruned weights."""
     register("reinit", reinit, description="ticket's mask, fresh weights from the same initializer (new seed)")
     register("random_prune", random_prune, description="random mask with the ticket's per-layer counts, over the rewound weights")
+    register("reshuffle", reshuffle, description="ticket's mask, kept initial values permuted within each layer")
+    register("signed_reinit", signed_reinit, description="ticket's mask, fresh magnitudes with the initial signs: sign(w_i)|w_new|")
+    register("signed_constant", signed_constant, description="ticket's mask, weights sign(w_i) * std(layer's init)")
+    register("rand_signed_constant", rand_signed_constant, description="ticket's mask, weights +-std(layer's init) with random signs")
+    register("freeze_pruned", freeze_pruned, description="ticket, pruned weights frozen at their initial values instead of zero")

@@ -1,0 +1,123 @@
+"""`tickets supermask`: rows, the saved mask and its density, straight-through gradients, determinism, resume, errors."""
+import pytest
+import torch
+
+from conftest import load, read_results, run_cli
+from tickets.builtin.models import lenet_300_100
+from tickets.config import build_config
+from tickets.lottery import load_splits
+from tickets.plugins import registry
+from tickets.store import RESULT_COLUMNS
+from tickets.supermask import SupermaskWeight, keep_count
+
+LAYERS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "output.weight": 100 * 10}
+TINY = ["--epochs", "2", "--set", "train.eval_every=20", "--quiet"]  # about a second per network
+
+
+def supermask(out, name, *extra, expect=0):
+    return run_cli("supermask", "--out", out, "--name", name, *TINY, *extra, expect=expect)
+
+
+def masked_accuracy(run_dir, variant):
+    """Test accuracy of init.pt masked by mask.pt in a plain model, computed with torch alone."""
+    splits = load_splits(build_config(), registry().get("datasets", "digits"))
+    model = lenet_300_100(10, (1, 28, 28))
+    state, mask = load(run_dir / "seed_0/init.pt"), load(run_dir / f"seed_0/round_0/{variant}/mask.pt")
+    model.load_state_dict({k: v * mask[k] if k in mask else v for k, v in state.items()})
+    with torch.no_grad():
+        return (model(splits.test_x).argmax(1) == splits.test_y).float().mean().item()
+
+
+
+
+@pytest.fixture(scope="module")
+def edge_popup(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sm")
+    supermask(out, "ep", "--method", "edge_popup", "--density", "0.3", "--init", "signed_constant",
+              "--optimizer", "sgd", "--lr", "0.1", "--set", "train.optimizer_options={momentum: 0.9}")
+    return out / "ep"
+
+
+@pytest.fixture(scope="module")
+def bernoulli(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sm")
+    supermask(out, "bern", "--method", "bernoulli", "--density", "0.5", "--init", "kaiming_normal", "--lr", "0.3")
+    return out, out / "bern"
+
+
+def test_edge_popup_writes_one_row_and_an_exact_per_layer_mask(edge_popup):
+    (row,) = read_results(edge_popup)
+    assert list(row) == RESULT_COLUMNS
+    assert (row["round"], row["variant"], row["criterion"]) == ("0", "supermask_edge_popup", "edge_popup")
+    mask = load(edge_popup / "seed_0/round_0/supermask_edge_popup/mask.pt")
+    assert set(mask) == set(LAYERS) and all(m.dtype == torch.bool for m in mask.values())
+    for name, n in LAYERS.items():
+        assert int(mask[name].sum()) == keep_count(n, 0.3) == round(0.3 * n)
+    kept = sum(int(m.sum()) for m in mask.values())
+    assert int(row["params_remaining"]) == kept
+    assert float(row["weights_remaining"]) == pytest.approx(kept / sum(LAYERS.values()), abs=1e-6)
+    for name in ("metrics.csv", "done.json", "scores.pt"):
+        assert (edge_popup / "seed_0/round_0/supermask_edge_popup" / name).exists()
+
+
+def test_weights_stay_frozen_and_the_saved_mask_gives_the_reported_accuracy(edge_popup):
+    init = load(edge_popup / "seed_0/init.pt")
+    assert torch.allclose(init["fc1.weight"].abs(), torch.full((300, 784), (2 / 784) ** 0.5))  # signed constant
+    (row,) = read_results(edge_popup)
+    assert masked_accuracy(edge_popup, "supermask_edge_popup") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25  # learned a mask, from chance
+
+
+def test_bernoulli_reports_the_learned_density_of_the_saved_mask(bernoulli):
+    _, run_dir = bernoulli
+    (row,) = read_results(run_dir)
+    mask = load(run_dir / "seed_0/round_0/supermask_bernoulli/mask.pt")
+    kept = sum(int(m.sum()) for m in mask.values())
+    assert row["variant"] == "supermask_bernoulli" and int(row["params_remaining"]) == kept
+    assert 0.3 < float(row["weights_remaining"]) < 0.7
+    assert masked_accuracy(run_dir, "supermask_bernoulli") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25
+
+
+def test_a_fixed_seed_gives_the_same_mask_and_rerunning_trains_nothing(bernoulli, tmp_path):
+    out, run_dir = bernoulli
+    supermask(tmp_path, "again", "--method", "bernoulli", "--density", "0.5", "--init", "kaiming_normal", "--lr", "0.3")
+    first = load(run_dir / "seed_0/round_0/supermask_bernoulli/mask.pt")
+    second = load(tmp_path / "again/seed_0/round_0/supermask_bernoulli/mask.pt")
+    assert all(torch.equal(first[n], second[n]) for n in LAYERS)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("run", "train_seconds")} for r in rows]  # noqa: E731
+    assert strip(read_results(run_dir)) == strip(read_results(tmp_path / "again"))
+    path = run_dir / "seed_0/round_0/supermask_bernoulli/mask.pt"
+    stamp = path.stat().st_mtime_ns
+    result = run_cli("supermask", "--out", out, "--name", "bern", "--method", "bernoulli", "--density", "0.5",
+                     "--init", "kaiming_normal", "--lr", "0.3", *TINY[:-1])
+    assert "already done" in result.stderr and path.stat().st_mtime_ns == stamp
+
+
+def test_straight_through_gradients():
+    w = torch.tensor([[1.0, -2.0, 3.0, -4.0]])
+    grad = torch.tensor([[0.5, 0.25, -1.0, 2.0]])
+    scores = torch.tensor([[0.1, -0.4, 0.3, -0.2]])
+    popup = SupermaskWeight(scores, "edge_popup", 0.5)
+    out = popup(w)
+    assert out.tolist() == [[0.0, -2.0, 3.0, 0.0]]  # top 2 of |score|
+    out.backward(grad)
+    assert torch.allclose(popup.scores.grad, grad * w * torch.sign(scores))  # d/ds through |s|, mask passed through
+    bern = SupermaskWeight(scores, "bernoulli", 0.5)
+    bern.eval()
+    assert bern(w).tolist() == [[1.0, 0.0, 3.0, 0.0]]  # evaluation: sigmoid(score) > 0.5
+    bern.train()
+    bern(w).backward(grad)
+    p = torch.sigmoid(scores)
+    assert torch.allclose(bern.scores.grad, grad * w * p * (1 - p))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nope"], "unknown supermask method 'nope'"),
+    (["--density", "0"], "density must be in (0, 1]"),
+    (["--density", "1.5"], "density must be in (0, 1]"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = supermask(tmp_path, "bad", *args, expect=2)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
