@@ -208,3 +208,15 @@ def test_missing_or_empty_results_is_a_tickets_error(tmp_path):
     (tmp_path / "results.csv").write_text("")
     with pytest.raises(TicketsError, match="tickets prune"):
         load_results(tmp_path)
+
+
+def test_supermask_run_without_tickets_is_described_not_compared(tmp_path):
+    run = tmp_path / "sm"
+    run.mkdir()
+    rows = [["sm", seed, 0, "supermask_edge_popup", "edge_popup", 0.5, 133100, 0.1, 0.3, 900, acc, acc + 0.01,
+             0.3, 1160, 9.0] for seed, acc in enumerate((0.93, 0.94, 0.95))]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(run / "results.csv", index=False)
+    out = write_report([run])
+    assert pd.read_csv(out / "comparison.csv").empty
+    assert ("supermask_edge_popup reaches 94.00% test accuracy at early stop (final 95.00%) "
+            "with 50% weights remaining (3 seeds).") in (out / "report.md").read_text()

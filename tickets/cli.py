@@ -257,7 +257,7 @@ def supermask(method, density, init, **opts):
         click.echo(f"seed {row['seed']} {row['variant']}: density {float(row['weights_remaining']):.4f}, "
                    f"test acc {100 * float(row['test_acc_at_early_stop']):.2f}% at early stop, "
                    f"final {100 * float(row['final_test_acc']):.2f}%")
-    click.echo(f"results: {store.results_path}")
+    _finish(store, opts["quiet"])
 
 
 @main.command()

@@ -191,13 +191,14 @@ def compare(df: pd.DataFrame, metric: str = "test_acc_at_early_stop", alpha: flo
         for rnd in sorted(runs["round"].unique()):
             in_round = runs[runs["round"] == rnd]
             ticket = in_round[in_round["variant"] == TICKET]
+            if ticket.empty:  # e.g. a supermask run: nothing to compare against
+                continue
             for control in _variants(in_round):
                 if control == TICKET:
                     continue
                 other = in_round[in_round["variant"] == control]
                 a, b = ticket[metric].dropna(), other[metric].dropna()
-                weights = ticket if len(ticket) else other
-                row = {**run_key, "round": int(rnd), "weights_remaining": float(weights["weights_remaining"].mean()),
+                row = {**run_key, "round": int(rnd), "weights_remaining": float(ticket["weights_remaining"].mean()),
                        "control": control, "n_ticket": len(a), "n_control": len(b),
                        "ticket_mean": a.mean(), "control_mean": b.mean(), "diff": a.mean() - b.mean(),
                        "diff_ci_low": math.nan, "diff_ci_high": math.nan, "t": math.nan, "df": math.nan,
@@ -428,6 +429,11 @@ def _findings(s: pd.DataFrame, c: pd.DataFrame) -> list[str]:
                 if dense is not None else "")
         out.append(f"The ticket's accuracy is highest at {_pct(best['weights_remaining'])} weights remaining "
                    f"(round {best['round']}): {_acc(best[f'{acc}_mean'])}{gain}.")
+    ticket_rounds = set(s.loc[s["variant"] == TICKET, "round"])
+    for _, lone in s[(s["variant"] != TICKET) & ~s["round"].isin(ticket_rounds)].iterrows():
+        out.append(f"{lone['variant']} reaches {_acc(lone[f'{acc}_mean'])} test accuracy at early stop "
+                   f"(final {_acc(lone['final_test_acc_mean'])}) with {_pct(lone['weights_remaining'])} "
+                   f"weights remaining ({lone['n_seeds']} seed{'s' if lone['n_seeds'] != 1 else ''}).")
     for control in c["control"].unique():
         rows = c[c["control"] == control]
         tested = rows[rows["verdict"] != "too few seeds"]
