@@ -130,13 +130,14 @@ class MaskedTraining(pl.LightningModule):
         self._loss_count = 0
 
     def on_train_start(self) -> None:
+        self._optimizer = self.optimizers(use_pl_optimizer=not self._direct)
         if self.capture_at == self.iteration:
             self.captured = _cpu_state(self.model)
         self._evaluate()
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        optimizer = self.optimizers(use_pl_optimizer=not self._direct)
+        optimizer = self._optimizer
         loss = F.cross_entropy(self.model(x), y)
         optimizer.zero_grad(set_to_none=True)
         if self._direct:
