@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import load, prune_tiny, read_results, run_cli
+from conftest import load, prune_tiny, read_results
 from tickets.config import build_config
 from tickets.data import make_splits
 from tickets.lottery import load_splits

@@ -24,7 +24,7 @@ from tickets.errors import TicketsError
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import (RunLock, RunStore, atomic_torch_save, environment_versions, now, torch_load,
+from tickets.store import (RunStore, atomic_torch_save, torch_load,
                            write_csv_rows)
 from tickets.ticket import ControlContext, CriterionContext, State, Ticket, clone_state, initialize_, prunable_state
 from tickets.training import METRIC_COLUMNS, BatchStream, TrainOutcome, iterations_per_epoch, train_network
@@ -169,28 +169,12 @@ class LotteryRun:
 
     # the whole run -----------------------------------------------------------
     def run(self) -> RunStore:
-        store, config = self.store, self.config
-        store.dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(store.dir):
-            from tickets.store import atomic_write_text
-
-            atomic_write_text(store.config_path, config_mod.dump(config))
-            previous = store.read_run_json()
-            store.update_run_json(
-                name=store.name, verb=self.verb, status="running", started=previous.get("started", now()),
-                resumed=previous.get("status") is not None, versions=environment_versions(),
-                components=self.provenance, iterations=self.schedule.total, rewind_iteration=self.schedule.rewind,
-                iterations_per_epoch=self.schedule.per_epoch,
-                expected_networks=self.progress.total,
-            )
-            try:
-                for seed in config.seeds:
-                    self.run_seed(seed)
-            except BaseException:
-                store.update_run_json(status="interrupted", stopped=now())
-                raise
-            seconds = sum(float(r["train_seconds"] or 0) for r in store.read_results())
-            store.update_run_json(status="complete", finished=now(), train_seconds=round(seconds, 2))
+        store, config, sched = self.store, self.config, self.schedule
+        with store.running(config_mod.dump(config), verb=self.verb, components=self.provenance,
+                           iterations=sched.total, rewind_iteration=sched.rewind,
+                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total):
+            for seed in config.seeds:
+                self.run_seed(seed)
         return store
 
     # one seed ----------------------------------------------------------------

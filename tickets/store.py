@@ -13,6 +13,7 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -188,6 +189,24 @@ class RunStore:
         data.update(fields)
         atomic_write_json(self.run_json_path, data)
         return data
+
+    @contextmanager
+    def running(self, config_text: str, **fields: Any):
+        """Lock the run, write config.yaml, and keep run.json's status: running, then complete or interrupted."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.dir):
+            atomic_write_text(self.config_path, config_text)
+            previous = self.read_run_json()
+            self.update_run_json(name=self.name, status="running", started=previous.get("started", now()),
+                                 resumed=previous.get("status") is not None, versions=environment_versions(),
+                                 **fields)
+            try:
+                yield self
+            except BaseException:
+                self.update_run_json(status="interrupted", stopped=now())
+                raise
+            seconds = sum(float(r["train_seconds"] or 0) for r in self.read_results())
+            self.update_run_json(status="complete", finished=now(), train_seconds=round(seconds, 2))
 
 
 def environment_versions() -> dict:

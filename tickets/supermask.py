@@ -42,8 +42,7 @@ from tickets.lottery import build_model, load_splits, open_run, optimizer_factor
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import RunLock, RunStore, atomic_torch_save, atomic_write_text, environment_versions, now, \
-    torch_load, write_csv_rows
+from tickets.store import RunStore, atomic_torch_save, torch_load, write_csv_rows
 from tickets.ticket import Ticket, clone_state, initialize_
 from tickets.training import METRIC_COLUMNS, iterations_per_epoch, train_network
 
@@ -166,24 +165,11 @@ class SupermaskRun:
     def run(self) -> RunStore:
         """Train (or skip, when done) the supermask of every seed; returns the run's store."""
         store, config = self.store, self.config
-        store.dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(store.dir):
-            atomic_write_text(store.config_path, config_mod.dump(config))
-            previous = store.read_run_json()
-            store.update_run_json(
-                name=store.name, verb="supermask", status="running", started=previous.get("started", now()),
-                resumed=previous.get("status") is not None, versions=environment_versions(),
-                components=self.provenance, method=config.supermask.method, density=config.supermask.density,
-                iterations=self.total, expected_networks=self.progress.total,
-            )
-            try:
-                for seed in config.seeds:
-                    self.run_seed(seed)
-            except BaseException:
-                store.update_run_json(status="interrupted", stopped=now())
-                raise
-            seconds = sum(float(r["train_seconds"] or 0) for r in store.read_results())
-            store.update_run_json(status="complete", finished=now(), train_seconds=round(seconds, 2))
+        with store.running(config_mod.dump(config), verb="supermask", components=self.provenance,
+                           method=config.supermask.method, density=config.supermask.density,
+                           iterations=self.total, expected_networks=self.progress.total):
+            for seed in config.seeds:
+                self.run_seed(seed)
         return store
 
     def run_seed(self, seed: int) -> None:
