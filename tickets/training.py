@@ -118,10 +118,11 @@ class MaskedTraining(pl.LightningModule):
         self._masked = []
         for name, keep in self.ticket.mask.tensors.items():
             p = params[name]
-            frozen = None
+            keep = keep.to(p.device, p.dtype)
+            frozen = None  # the pruned weights' fixed values, zero where kept: p * keep + frozen
             if self.ticket.pruned_values is not None:
-                frozen = self.ticket.pruned_values[name].to(p.device, p.dtype)
-            self._masked.append((p, keep.to(p.device, p.dtype), frozen))
+                frozen = self.ticket.pruned_values[name].to(p.device, p.dtype) * (1 - keep)
+            self._masked.append((p, keep, frozen))
         self._reapply_mask()
         # Lightning's optimizer wrapper and manual_backward cost ~15% per step on small nets;
         # they are only needed when the precision plugin scales the loss (16-mixed).
@@ -160,10 +161,9 @@ class MaskedTraining(pl.LightningModule):
     @torch.no_grad()
     def _reapply_mask(self) -> None:
         for p, keep, frozen in self._masked:
-            if frozen is None:
-                p.mul_(keep)
-            else:
-                p.copy_(torch.where(keep.bool(), p, frozen))
+            p.mul_(keep)
+            if frozen is not None:
+                p.add_(frozen)
 
     @torch.no_grad()
     def _evaluate(self) -> None:
