@@ -34,7 +34,7 @@ def score(name, ctx=None):
 def kept(name, n_keep, ctx=None):
     """The set of flat indices a criterion keeps when pruning down to ``n_keep`` of 6."""
     ctx = ctx or context()
-    mask = ctx.mask.prune(registry().get("criteria", name)(ctx), 1 - n_keep / 6)
+    mask = ctx.mask.prune(registry().get("criteria", name)(ctx), 1 - n_keep / 6, generator=ctx.generator)
     return set(mask.tensors["fc.weight"].flatten().nonzero().flatten().tolist())
 
 
@@ -47,48 +47,95 @@ def test_every_criterion_is_registered_with_a_formula():
             assert "w_" in entries[name].description, name
 
 
+# Scores written out by hand from Zhou et al.'s definitions (figure 2 and section 5), per flat index
+# (w_i, w_f): 0:(.5,.6) 1:(-.1,.4) 2:(.3,-.7) 3:(-.45,-.1) 4:(.2,.05) 5:(-.05,.9); same sign: 0, 3, 4.
 @pytest.mark.parametrize("name, expected", [
-    ("large_final", W_F.abs()),
-    ("small_final", -W_F.abs()),
-    ("large_init", W_I.abs()),
-    ("small_init", -W_I.abs()),
-    ("large_init_large_final", torch.minimum(W_I.abs(), W_F.abs())),
-    ("small_init_small_final", -torch.maximum(W_I.abs(), W_F.abs())),
-    ("magnitude_increase", W_F.abs() - W_I.abs()),
-    ("movement", (W_F - W_I).abs()),
+    ("large_final", [.6, .4, .7, .1, .05, .9]),
+    ("small_final", [-.6, -.4, -.7, -.1, -.05, -.9]),
+    ("large_init", [.5, .1, .3, .45, .2, .05]),
+    ("small_init", [-.5, -.1, -.3, -.45, -.2, -.05]),
+    ("magnitude_increase", [.1, .3, .4, -.35, -.15, .85]),
+    ("movement", [.1, .5, 1.0, .35, .15, .95]),
+    # the sign filters score the other group 0 (Zhou: "max(0, ...)"), not "lower than every kept one"
+    ("large_final_same_sign", [.6, 0, 0, .1, .05, 0]),
+    ("large_final_diff_sign", [0, .4, .7, 0, 0, .9]),
+    ("magnitude_increase_same_sign", [.1, 0, 0, -.35, -.15, 0]),
 ])
 def test_score_formulas(name, expected):
-    assert torch.allclose(score(name).double(), expected.double())
+    assert torch.allclose(score(name).double().flatten(), torch.tensor(expected, dtype=torch.float64), atol=1e-6)
 
 
 def test_rankings_keep_what_the_names_say():
-    # flat order (w_i, w_f): 0:(.5,.6) 1:(-.1,.4) 2:(.3,-.7) 3:(-.45,-.1) 4:(.2,.05) 5:(-.05,.9)
     assert kept("large_final", 2) == {2, 5}
     assert kept("small_final", 2) == {3, 4}
     assert kept("large_init", 2) == {0, 3}
     assert kept("small_init", 2) == {1, 5}
-    assert kept("large_init_large_final", 2) == {0, 2}  # large at both times
-    assert kept("small_init_small_final", 2) == {4, 1}  # max(|w_i|, |w_f|) = .2 and .4
     assert kept("magnitude_increase", 2) == {5, 2}  # +.85, +.4
     assert kept("movement", 2) == {2, 5}  # 1.0, .95
 
 
-def test_same_sign_variants_never_keep_a_flipped_weight_while_same_sign_ones_remain():
-    flat_same = {i for i, s in enumerate(SAME_SIGN.flatten().tolist()) if s}  # {0, 3, 4}
-    for n_keep in range(1, 7):
-        for name, preferred in (("large_final_same_sign", flat_same),
-                                ("magnitude_increase_same_sign", flat_same),
-                                ("large_final_diff_sign", set(range(6)) - flat_same)):
-            keep = kept(name, n_keep)
-            assert len(keep) == n_keep
-            if keep - preferred:  # a non-preferred weight is kept only when every preferred one is
-                assert preferred <= keep, (name, n_keep, keep)
-            else:
-                assert keep <= preferred
+def test_quadrant_criteria_apply_one_percentile_cutoff_to_init_and_final():
+    # |w_i| from the top: 0, 3, 2, 4, 1, 5; |w_f| from the top: 5, 2, 0, 1, 3, 4.
+    # The top 3 of both are {0, 2}; the top 5 of both are {0, 1, 2, 3}.
+    assert kept("large_init_large_final", 2) == {0, 2}
+    assert kept("large_init_large_final", 4) == {0, 1, 2, 3}
+    # bottom 3 of |w_i|: 5, 1, 4; of |w_f|: 4, 3, 1 -> {1, 4} are small at both times
+    assert kept("small_init_small_final", 2) == {1, 4}
+    assert kept("small_init_small_final", 4) == {1, 2, 3, 4}  # bottom 5: {5, 1, 4, 2, 3} & {4, 3, 1, 0, 2}
+
+
+@pytest.mark.parametrize("name", ["large_init_large_final", "small_init_small_final"])
+@pytest.mark.parametrize("init_scale, final_scale", [(1, 100), (100, 1), (0.01, 1)])
+def test_quadrant_criteria_do_not_depend_on_the_weights_scale(name, init_scale, final_scale):
+    """Zhou's cutoff is a percentile within the layer: rescaling w_i or w_f changes nothing."""
+    for n_keep in range(1, 6):
+        scaled = context(W_I * init_scale, W_F * final_scale)
+        assert kept(name, n_keep, scaled) == kept(name, n_keep), (n_keep, init_scale, final_scale)
+
+
+def test_quadrant_criteria_rank_among_the_survivors_only():
+    """Percentiles of the layer's survivors (Zhou's code puts pruned weights below every survivor)."""
+    # pruned 0, 1 have the smallest |w_i| and largest |w_f|; survivors 2, 3, 4 rank
+    # |w_i|: 2 < 4 < 3 and |w_f|: 4 < 3 < 2, so 3 is the only one in the top 2 at both times.
+    # Counting the pruned weights would lift every survivor's init rank by 2 and keep 2 instead.
+    init, final = torch.tensor([[0.01, 0.02, 0.1, 0.3, 0.2]]), torch.tensor([[5.0, 6.0, 0.9, 0.5, 0.1]])
+    ctx = context(init, final)
+    ctx.mask = Mask({"fc.weight": torch.tensor([[False, False, True, True, True]])})
+    mask = ctx.mask.prune(criteria.large_init_large_final(ctx), 0.6, generator=ctx.generator)  # keep 1 of 3
+    assert mask.tensors["fc.weight"].tolist() == [[False, False, False, True, False]]
+
+
+def test_magnitude_increase_same_sign_ranks_shrunk_same_sign_weights_below_flipped_ones():
+    # scores: 0 -> +.1; flipped 1, 2, 5 -> 0; 4 -> -.15; 3 -> -.35
+    assert kept("magnitude_increase_same_sign", 1) == {0}
+    assert kept("magnitude_increase_same_sign", 4) == {0, 1, 2, 5}  # the shrunk same-sign 3 and 4 go first
+    assert kept("magnitude_increase_same_sign", 5) == {0, 1, 2, 4, 5}
+
+
+def test_sign_filters_keep_the_preferred_group_first_then_the_rest_at_random():
+    flat_same = {0, 3, 4}
+    for name, preferred in (("large_final_same_sign", flat_same), ("large_final_diff_sign", {1, 2, 5})):
+        extras = set()
+        for seed in range(20):
+            keep = kept(name, 4, context(seed=seed))
+            assert preferred < keep and len(keep) == 4, (name, keep)
+            extras |= keep - preferred
+        assert extras == set(range(6)) - preferred, name  # every weight at 0 gets its chance, not the largest
     assert kept("large_final_same_sign", 2) == {0, 3}  # |w_f| .6 and .1 beat the flipped .9 and .7
-    assert kept("large_final_same_sign", 4) == {0, 3, 4, 5}  # then the largest flipped one
-    assert kept("magnitude_increase_same_sign", 1) == {0}  # +.1 beats -.35 and -.15
     assert kept("large_final_diff_sign", 2) == {5, 2}
+
+
+def test_ties_are_broken_at_random_with_the_criterion_generator():
+    """large_init over signed-constant weights: every score ties; index order would prune whole trailing neurons."""
+    init = {"fc.weight": torch.where(torch.rand(20, 50, generator=torch.Generator().manual_seed(0)) < 0.5, -0.1, 0.1)}
+    masks = []
+    for seed in (0, 0, 1):
+        ctx = CriterionContext(init=init, rewind=init, final=init, mask=Mask({"fc.weight": torch.ones(20, 50)}),
+                               model=nn.Module(), batches=lambda n: [], generator=torch.Generator().manual_seed(seed))
+        masks.append(ctx.mask.prune(criteria.large_init(ctx), 0.5, generator=ctx.generator).tensors["fc.weight"])
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])  # seeded, and by that seed
+    per_neuron = masks[0].sum(1)
+    assert int(per_neuron.sum()) == 500 and per_neuron.min() >= 10 and per_neuron.max() <= 40
 
 
 def test_same_sign_ordering_holds_across_layers_for_global_pruning():

@@ -243,7 +243,7 @@ class LotteryRun:
             criterion_batches=prune.criterion_batches,
         )
         scores = self.components.criterion(ctx)
-        mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope)
+        mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope, ctx.generator)
         mask.save(path)
         return mask
 

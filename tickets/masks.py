@@ -6,7 +6,9 @@ Rounding rule (exact counts): pruning a fraction ``f`` of ``n`` surviving weight
 pooled survivors of all tensors that use the global fraction. Tensors whose name matches a
 per-layer pattern (``layer_fractions``, shell-style, first match wins) are always pruned on
 their own with that fraction; a fraction of 0 leaves a tensor unpruned. Pruned weights can
-never come back: only survivors are ranked.
+never come back: only survivors are ranked. Ties between equal scores are broken at random
+(as Zhou et al.'s code does), never by position: ranking by index would prune whole trailing
+neurons when many scores tie (e.g. ``large_init`` over signed-constant weights).
 """
 from __future__ import annotations
 
@@ -115,26 +117,33 @@ class Mask:
         fraction: float,
         layer_fractions: Mapping[str, float] | None = None,
         scope: str = "layerwise",
+        generator: torch.Generator | None = None,
     ) -> "Mask":
-        """A new mask that removes the lowest-scoring survivors (see the module docstring)."""
+        """A new mask that removes the lowest-scoring survivors (see the module docstring).
+
+        ``generator`` breaks ties (the run passes the criterion's generator, seeded by seed and
+        round); without one, a generator seeded with 0 does, so pruning is always deterministic.
+        """
         if scope not in SCOPES:
             raise TicketsError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
         missing = [n for n in self.tensors if n not in scores]
         if missing:
             raise TicketsError(f"the criterion gave no scores for {', '.join(missing)}")
         layer_fractions = layer_fractions or {}
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
         keep: dict[str, torch.Tensor] = {}
         pooled: list[str] = []
         for name, current in self.tensors.items():
             f, own = fraction_for(name, fraction, layer_fractions)
             if scope == "layerwise" or own:
-                keep[name] = _keep_top(current.flatten(), _flat_scores(scores[name], current), f).view_as(current)
+                kept = _keep_top(current.flatten(), _flat_scores(scores[name], current), f, generator)
+                keep[name] = kept.view_as(current)
             else:
                 pooled.append(name)
         if pooled:
             flat_mask = torch.cat([self.tensors[n].flatten() for n in pooled])
             flat_scores = torch.cat([_flat_scores(scores[n], self.tensors[n]) for n in pooled])
-            kept = _keep_top(flat_mask, flat_scores, fraction)
+            kept = _keep_top(flat_mask, flat_scores, fraction, generator)
             offset = 0
             for name in pooled:
                 n = self.tensors[name].numel()
@@ -160,9 +169,11 @@ def _flat_scores(score: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(score.flatten(), nan=-math.inf)
 
 
-def _keep_top(alive: torch.Tensor, scores: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Keep the highest-scoring survivors after removing ``pruned_count`` of them (ties: lower index kept)."""
+def _keep_top(alive: torch.Tensor, scores: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Keep the highest-scoring survivors after removing ``pruned_count`` of them (ties: at random)."""
     alive_idx = alive.nonzero().flatten()
+    # shuffled first: the stable sort then leaves equal scores in this random order
+    alive_idx = alive_idx[torch.randperm(alive_idx.numel(), generator=generator)]
     n_keep = alive_idx.numel() - pruned_count(alive_idx.numel(), fraction)
     order = torch.argsort(scores[alive_idx], descending=True, stable=True)
     out = torch.zeros_like(alive)

@@ -2,12 +2,19 @@
 
 Notation: ``w_i`` is a weight at initialization (``ctx.init``, theta_0) and ``w_f`` after
 training (``ctx.final``). Every criterion returns one score tensor per prunable weight; the
-core keeps the highest scores. Already-pruned weights are ignored by the core whatever
-their score, so criteria need not look at the mask.
+core keeps the highest scores and breaks ties at random with the criterion's generator.
+Already-pruned weights are ignored by the core whatever their score, so criteria need not
+look at the mask (the percentile criteria rank among the survivors only).
 
-The sign-filtered criteria (``*_same_sign``, ``*_diff_sign``) rank every weight of the
-preferred group above every weight of the other one: the other group is kept only when the
-preferred one is exhausted, and then by the same score (Zhou et al. 2019, section 5).
+The definitions are Zhou et al.'s (2019, figure 2 and their released code):
+
+- the sign-filtered criteria score the weights outside their sign group 0: a flipped weight
+  scores 0 under ``*_same_sign``, so under ``magnitude_increase_same_sign`` a same-sign weight
+  whose magnitude shrank (a negative score) ranks below every flipped weight, and the weights
+  at 0 are kept in random order when the preferred group runs out;
+- ``large_init_large_final`` and ``small_init_small_final`` apply the same percentile cutoff
+  to ``|w_i|`` and to ``|w_f|`` within each layer: a weight scores the lower of its two
+  percentile ranks among the layer's survivors, which does not depend on the weights' scale.
 """
 import torch
 
@@ -37,14 +44,39 @@ def small_init(ctx):
     return {name: -w.abs() for name, w in ctx.init.items()}
 
 
+def percentile_rank(values: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Each entry's percentile rank among the surviving entries of its tensor, in [0, 1].
+
+    The fraction of survivors whose value is at most the entry's (the empirical distribution
+    function), so equal values share the highest rank of their group and every survivor
+    clears a cutoff that its value clears.
+    """
+    pool = values[alive].double().sort().values
+    return torch.searchsorted(pool, values.double().contiguous(), right=True).double() / max(pool.numel(), 1)
+
+
+def both_above(ctx, magnitude) -> dict:
+    """min of the percentile ranks of ``magnitude(w_i)`` and ``magnitude(w_f)`` within each layer.
+
+    Keeping the top k of this score keeps exactly the weights that clear one percentile cutoff
+    at both times (Zhou et al.'s quadrant), whatever the scale of ``w_i`` and ``w_f``.
+    """
+    out = {}
+    for name, w in ctx.final.items():
+        alive = ctx.mask.tensors[name]
+        out[name] = torch.minimum(percentile_rank(magnitude(ctx.init[name]), alive),
+                                  percentile_rank(magnitude(w), alive))
+    return out
+
+
 def large_init_large_final(ctx):
-    """large_init_large_final: min(|w_i|, |w_f|), keep weights large both at init and after training."""
-    return {name: torch.minimum(ctx.init[name].abs(), w.abs()) for name, w in ctx.final.items()}
+    """large_init_large_final: min(rank |w_i|, rank |w_f|) in the layer, keep weights large at init and after training."""
+    return both_above(ctx, lambda w: w.abs())
 
 
 def small_init_small_final(ctx):
-    """small_init_small_final: -max(|w_i|, |w_f|), keep weights small both at init and after training."""
-    return {name: -torch.maximum(ctx.init[name].abs(), w.abs()) for name, w in ctx.final.items()}
+    """small_init_small_final: min(rank -|w_i|, rank -|w_f|) in the layer, keep weights small at init and after training."""
+    return both_above(ctx, lambda w: -w.abs())
 
 
 def magnitude_increase(ctx):
@@ -67,30 +99,24 @@ def same_sign(ctx) -> dict:
     return {name: (w * ctx.init[name]) > 0 for name, w in ctx.final.items()}
 
 
-def prefer(scores: dict, preferred: dict) -> dict:
-    """``scores`` shifted so that every preferred weight outranks every other one (order kept within each group).
-
-    The non-preferred scores are lowered by (max - min + 1) of all scores, pooled over the
-    tensors so the ordering holds for global pruning too.
-    """
-    flat = torch.cat([s.detach().double().flatten() for s in scores.values()])
-    shift = (flat.max() - flat.min()).item() + 1.0 if flat.numel() else 0.0
-    return {name: torch.where(preferred[name], s.double(), s.double() - shift) for name, s in scores.items()}
+def zero_outside(scores: dict, group: dict) -> dict:
+    """``scores`` inside ``group`` and 0 outside it (Zhou et al.'s sign filter)."""
+    return {name: torch.where(group[name], s.double(), 0.0) for name, s in scores.items()}
 
 
 def large_final_same_sign(ctx):
-    """large_final_same_sign: |w_f| among weights with sign(w_f) = sign(w_i) first, then the sign-flipped ones."""
-    return prefer(large_final(ctx), same_sign(ctx))
+    """large_final_same_sign: |w_f| where sign(w_f) = sign(w_i), else 0."""
+    return zero_outside(large_final(ctx), same_sign(ctx))
 
 
 def large_final_diff_sign(ctx):
-    """large_final_diff_sign: |w_f| among weights with sign(w_f) != sign(w_i) first, then the others."""
-    return prefer(large_final(ctx), {n: ~s for n, s in same_sign(ctx).items()})
+    """large_final_diff_sign: |w_f| where sign(w_f) != sign(w_i), else 0."""
+    return zero_outside(large_final(ctx), {n: ~s for n, s in same_sign(ctx).items()})
 
 
 def magnitude_increase_same_sign(ctx):
-    """magnitude_increase_same_sign: |w_f| - |w_i| among weights with sign(w_f) = sign(w_i) first."""
-    return prefer(magnitude_increase(ctx), same_sign(ctx))
+    """magnitude_increase_same_sign: |w_f| - |w_i| where sign(w_f) = sign(w_i), else 0 (shrunk ones rank below flipped ones)."""
+    return zero_outside(magnitude_increase(ctx), same_sign(ctx))
 
 
 CRITERIA = (large_final, small_final, large_init, small_init, large_init_large_final, small_init_small_final,
