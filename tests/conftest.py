@@ -42,3 +42,25 @@ def read_results(run_dir: Path) -> list[dict]:
 
 def load(path: Path):
     return torch.load(path, weights_only=True)
+
+
+def masked_accuracy(run_dir: Path, state: dict, mask: dict) -> float:
+    """Test accuracy of the run's model with weights ``state * mask``, computed here with plain torch.
+
+    Independent of the training code: what a reader of the paper would compute for ``theta ⊙ m``.
+    """
+    import yaml
+
+    from tickets import config as config_mod
+    from tickets.lottery import load_splits
+    from tickets.plugins import registry
+
+    config = config_mod.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    splits = load_splits(config, registry().get("datasets", config.data.dataset))
+    model = registry().get("models", config.model.name)(splits.num_classes, splits.input_shape, **config.model.options)
+    model.load_state_dict({k: v * mask[k] if k in mask else v for k, v in state.items()})
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(1) == y).sum())
+                      for x, y in zip(splits.test_x.split(1000), splits.test_y.split(1000)))
+    return correct / splits.test_y.shape[0]
