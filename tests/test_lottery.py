@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from conftest import load, prune_tiny, read_results
+from conftest import load, masked_accuracy, prune_tiny, read_results
 from tickets.config import build_config
 from tickets.data import make_splits
 from tickets.lottery import load_splits
@@ -53,11 +53,20 @@ def test_pruned_weights_are_zero_after_training_for_every_variant(run):
         ticket_mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
         for variant in ("ticket", "reinit", "random_prune"):
             final = load(run / f"seed_0/round_{round_}/{variant}/final.pt")
-            nonzero = {n: final[n] != 0 for n in LAYERS}
-            if variant != "random_prune":
-                assert all(not (nonzero[n] & ~ticket_mask.tensors[n]).any() for n in LAYERS)
-            # every variant has exactly the ticket's number of possibly-nonzero weights per layer
-            assert all(int(nonzero[n].sum()) <= ticket_mask.count(n) for n in LAYERS)
+            nonzero = Mask({n: final[n] != 0 for n in LAYERS})
+            if variant == "random_prune":  # its own random mask (not saved): exactly the ticket's counts, elsewhere
+                assert nonzero.counts() == ticket_mask.counts() and nonzero != ticket_mask, round_
+            else:  # zero exactly where the round's mask prunes (a trained weight is never exactly 0)
+                assert nonzero == ticket_mask, (round_, variant)
+
+
+def test_a_ticket_starts_from_theta0_times_its_mask(run):
+    """acc_at_init of every round's ticket is the accuracy of theta_0 ⊙ mask, computed independently."""
+    init = load(run / "seed_0/init.pt")
+    rows = {(r["round"], r["variant"]): r for r in read_results(run)}
+    for round_ in (1, 2, 3):
+        expected = masked_accuracy(run, init, load(run / f"seed_0/round_{round_}/mask.pt"))
+        assert float(rows[(str(round_), "ticket")]["acc_at_init"]) == pytest.approx(expected, abs=1e-5), round_
 
 
 def test_masks_are_monotone_across_rounds(run):
@@ -89,9 +98,35 @@ def test_rewind_to_iteration_k_restores_theta_k_exactly(tmp_path):
     outcome = train_network(model, ticket, make_opt, splits, end_iteration=7, eval_every=5, batch_size=60, data_seed=0)
     assert all(torch.equal(outcome.final_state[k], rewind[k]) for k in rewind)
     assert not torch.equal(rewind["fc1.weight"], init["fc1.weight"])
+    # the ticket starts from theta_k ⊙ mask: its first accuracy is that network's, computed independently
+    theta_k_acc = masked_accuracy(run_dir, outcome.final_state, load(run_dir / "seed_0/round_1/mask.pt"))
+    assert float(read_results(run_dir)[1]["acc_at_init"]) == pytest.approx(theta_k_acc, abs=1e-5)
     metrics = (run_dir / "seed_0/round_1/ticket/metrics.csv").read_text().splitlines()
     assert metrics[1].startswith("7,")  # the ticket trains from iteration 7 on
     assert read_results(run_dir)[1]["iterations"] == str(17 - 7)
+
+
+def test_training_from_theta_k_sees_the_batches_from_k_on(tmp_path):
+    """Plain SGD and a full mask: theta_k trained from iteration k to T is the dense network's theta_T, bit for bit."""
+    run_dir = prune_tiny(tmp_path, "from_k", "--rounds", "1", "--rewind", "7it", "--controls", "none",
+                         "--optimizer", "sgd", "--lr", "0.05", "--set", "prune.layer_fractions={'*': 0}")
+    assert Mask.load(run_dir / "seed_0/round_1/mask.pt").density() == 1.0
+    dense, ticket = load(run_dir / "seed_0/round_0/ticket/final.pt"), load(run_dir / "seed_0/round_1/ticket/final.pt")
+    assert all(torch.equal(dense[k], ticket[k]) for k in dense)
+    assert not torch.equal(dense["fc1.weight"], load(run_dir / "seed_0/rewind.pt")["fc1.weight"])
+
+
+def test_tied_scores_are_broken_at_random_per_seed_not_by_position(tmp_path):
+    """large_init over signed-constant weights: every score in a layer ties. Breaking ties by index would
+    prune the last 60 of fc1's 300 neurons whole, the same ones for every seed."""
+    run_dir = prune_tiny(tmp_path, "ties", "--rounds", "1", "--seeds", "0,1", "--controls", "none",
+                         "--criterion", "large_init", "--set", "model.init=signed_constant", "--set", "train.iterations=3")
+    masks = [Mask.load(run_dir / f"seed_{s}/round_1/mask.pt").tensors["fc1.weight"] for s in (0, 1)]
+    for mask in masks:
+        per_neuron = mask.sum(1)
+        assert int(per_neuron.sum()) == 784 * 300 - pruned_count(784 * 300, 0.2)
+        assert per_neuron.min() > 784 * 0.7 and per_neuron.max() < 784 * 0.9  # about 80% of every neuron kept
+    assert not torch.equal(masks[0], masks[1])
 
 
 def test_same_seed_same_results(run, tmp_path):
