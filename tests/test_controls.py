@@ -35,9 +35,24 @@ def ticket():
     return Ticket(mask, state, 0)
 
 
+# theta_0 and the rewind point differ from each other and from the ticket's own starting weights, so a
+# control that reads the wrong ones fails (in a run, ticket.state is the rewind point's weights).
+INIT, REWIND = fresh(torch.Generator().manual_seed(10)), fresh(torch.Generator().manual_seed(11))
+
+
 def context(ticket, seed=5):
-    return ControlContext(seed=0, round=1, generator=torch.Generator().manual_seed(seed), init=ticket.state,
-                          rewind=ticket.state, prunable=list(ticket.mask.tensors), initialize=fresh)
+    return ControlContext(seed=0, round=1, generator=torch.Generator().manual_seed(seed), init=INIT,
+                          rewind=REWIND, prunable=list(ticket.mask.tensors), initialize=fresh)
+
+
+def train_briefly(net_ticket):
+    """Train a derived ticket for 20 SGD iterations with momentum and weight decay; its final state."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
+    splits = Splits(x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:], num_classes=3)
+    make = lambda params: torch.optim.SGD(params, lr=0.5, momentum=0.9, weight_decay=0.1)  # noqa: E731
+    return train_network(make_net(), net_ticket, make, splits, end_iteration=20, eval_every=10, batch_size=20,
+                         data_seed=0).final_state
 
 
 def derive(name, ticket, seed=5):
@@ -67,6 +82,10 @@ def test_weight_controls_keep_the_mask_biases_and_zero_pruned(name, ticket):
     assert out.mask == ticket.mask and out.pruned_values is None and out.start_iteration == ticket.start_iteration
     for k in ("0.bias", "2.bias"):
         assert torch.equal(out.state[k], ticket.state[k])
+    final = train_briefly(out)
+    for n, keep in ticket.mask.tensors.items():
+        assert (out.state[n][~keep] != 0).all()  # the control leaves values there; training zeroes them
+        assert (final[n][~keep] == 0).all() and (final[n][keep] != 0).all()
 
 
 def test_reinit_keeps_the_mask_with_fresh_weights(ticket):
@@ -101,9 +120,10 @@ def test_signed_reinit_keeps_signs_with_fresh_magnitudes(ticket):
 
 
 def test_signed_constant_is_plus_minus_the_layer_std_with_initial_signs(ticket):
+    """sign(ticket's starting weight) * std of the layer at theta_0 (Zhou et al.: the initialization's std)."""
     out = derive("signed_constant", ticket)
     for name in ticket.mask.tensors:
-        std = ticket.state[name].std().item()
+        std = INIT[name].std().item()
         assert torch.allclose(out.state[name].abs(), torch.full_like(out.state[name], std))
         assert torch.equal(torch.sign(out.state[name]), torch.sign(ticket.state[name]))
 
@@ -112,7 +132,7 @@ def test_rand_signed_constant_is_plus_minus_the_layer_std_with_random_signs(tick
     out = derive("rand_signed_constant", ticket)
     agree = []
     for name in ticket.mask.tensors:
-        std = ticket.state[name].std().item()
+        std = INIT[name].std().item()
         assert torch.allclose(out.state[name].abs(), torch.full_like(out.state[name], std))
         agree.append((torch.sign(out.state[name]) == torch.sign(ticket.state[name])).float().flatten())
     assert 0.3 < torch.cat(agree).mean().item() < 0.7  # signs independent of the initial ones
@@ -121,14 +141,9 @@ def test_rand_signed_constant_is_plus_minus_the_layer_std_with_random_signs(tick
 def test_freeze_pruned_keeps_pruned_weights_exactly_at_their_initial_values_in_training(ticket):
     out = derive("freeze_pruned", ticket)
     assert out.mask == ticket.mask and all(torch.equal(out.pruned_values[n], ticket.state[n]) for n in out.pruned_values)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
-    splits = Splits(x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:], num_classes=3)
-    outcome = train_network(make_net(), out, lambda params: torch.optim.SGD(params, lr=0.5, momentum=0.9,
-                                                                             weight_decay=0.1),
-                            splits, end_iteration=20, eval_every=10, batch_size=20, data_seed=0)
+    final_state = train_briefly(out)
     for name, keep in ticket.mask.tensors.items():
-        final, start = outcome.final_state[name], ticket.state[name]
+        final, start = final_state[name], ticket.state[name]
         assert torch.equal(final[~keep], start[~keep])  # frozen, not zero, despite momentum and decay
         assert not torch.equal(final[keep], start[keep])  # the kept weights trained
         assert (final[~keep] != 0).all()
