@@ -39,7 +39,8 @@ def register_criteria(register):
       (config ``prune.criterion_batches``).
 
     The core, not the criterion, turns scores into a mask (global or per layer, with the
-    configured per-layer fractions), so a criterion only ranks weights.
+    configured per-layer fractions, equal scores ranked at random with ``generator``), so a
+    criterion only ranks weights.
     """
 
 
