@@ -62,6 +62,14 @@ def derive(name, ticket, seed=5):
     return out
 
 
+def test_initialize_gives_each_weight_its_name_and_zero_biases():
+    seen = []
+    net = make_net()
+    initialize_(net, lambda p, name, generator: seen.append(name), torch.Generator())
+    assert seen == ["0.weight", "2.weight"]
+    assert all((p == 0).all() for n, p in net.named_parameters() if n.endswith("bias"))
+
+
 def test_every_control_is_registered_with_a_description():
     entries = registry().entries["controls"]
     for name in CONTROLS:
@@ -89,6 +97,8 @@ def test_weight_controls_keep_the_mask_biases_and_zero_pruned(name, ticket):
 
 
 def test_reinit_keeps_the_mask_with_fresh_weights(ticket):
+    frozen = ticket.with_(pruned_values={n: torch.ones_like(ticket.state[n]) for n in ticket.mask.tensors})
+    assert derive("reinit", frozen).pruned_values is None  # frozen values belonged to the old weights
     out = derive("reinit", ticket)
     assert out.mask == ticket.mask
     assert torch.equal(out.state["0.weight"], fresh(torch.Generator().manual_seed(5))["0.weight"])
@@ -126,6 +136,12 @@ def test_signed_constant_is_plus_minus_the_layer_std_with_initial_signs(ticket):
         std = INIT[name].std().item()
         assert torch.allclose(out.state[name].abs(), torch.full_like(out.state[name], std))
         assert torch.equal(torch.sign(out.state[name]), torch.sign(ticket.state[name]))
+
+
+def test_a_zero_starting_weight_gets_the_plus_sign(ticket):
+    zeroed = ticket.with_(state={**ticket.state, "0.weight": torch.zeros_like(ticket.state["0.weight"])})
+    out = derive("signed_constant", zeroed)
+    assert (out.state["0.weight"] > 0).all()
 
 
 def test_rand_signed_constant_is_plus_minus_the_layer_std_with_random_signs(ticket):

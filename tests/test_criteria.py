@@ -105,6 +105,31 @@ def test_quadrant_criteria_rank_among_the_survivors_only():
     assert mask.tensors["fc.weight"].tolist() == [[False, False, False, True, False]]
 
 
+def test_quadrant_criteria_compare_percentiles_across_layers_in_global_scope():
+    # one weight in a, four in b, |w_i| = |w_f|: percentile ranks a: 1; b: .25 .5 .75 1
+    init = {"a.weight": torch.tensor([[5.0]]), "b.weight": torch.tensor([[1.0, 2.0, 3.0, 4.0]])}
+    ctx = CriterionContext(init=init, rewind=init, final=init, mask=Mask({n: torch.ones_like(t) for n, t in init.items()}),
+                           model=nn.Module(), batches=lambda n: [], generator=torch.Generator().manual_seed(0))
+    mask = ctx.mask.prune(criteria.large_init_large_final(ctx), 0.6, scope="global", generator=ctx.generator)
+    assert mask.tensors["a.weight"].tolist() == [[True]]  # the top percentile of each layer
+    assert mask.tensors["b.weight"].tolist() == [[False, False, False, True]]
+
+
+def test_large_init_large_final_over_constant_magnitudes_is_large_final():
+    """Every |w_i| clears any percentile cutoff of a signed-constant layer, so only |w_f| decides."""
+    signed = torch.where(W_I < 0, -0.3, 0.3)
+    for n_keep in range(1, 6):
+        assert kept("large_init_large_final", n_keep, context(signed, W_F)) == kept("large_final", n_keep)
+
+
+def test_a_zero_has_no_sign():
+    """Zhou's np.sign(0) = 0 matches neither sign: a weight at 0 at either time is not same-sign."""
+    ctx = context(torch.tensor([[0.0, 0.3, 0.2]]), torch.tensor([[0.5, 0.0, 0.4]]))
+    assert score("large_final_same_sign", ctx).flatten().tolist() == pytest.approx([0.0, 0.0, 0.4])
+    assert score("magnitude_increase_same_sign", ctx).flatten().tolist() == pytest.approx([0.0, 0.0, 0.2])
+    assert score("large_final_diff_sign", ctx).flatten().tolist() == pytest.approx([0.5, 0.0, 0.0])
+
+
 def test_magnitude_increase_same_sign_ranks_shrunk_same_sign_weights_below_flipped_ones():
     # scores: 0 -> +.1; flipped 1, 2, 5 -> 0; 4 -> -.15; 3 -> -.35
     assert kept("magnitude_increase_same_sign", 1) == {0}

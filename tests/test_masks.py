@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from tickets.errors import TicketsError
-from tickets.masks import Mask, prunable_names, pruned_count
+from tickets.masks import SCOPES, Mask, prunable_names, pruned_count
 
 
 def small_net():
@@ -72,6 +72,40 @@ def test_global_scope_pools_layers_and_respects_own_fractions():
     assert mask.count("fc1.weight") / 600 != pytest.approx(mask.count("fc2.weight") / 300, abs=1e-3)
 
 
+def test_global_scope_pools_any_number_of_layers_by_score():
+    """Three pooled tensors of different sizes: the lowest scores go, wherever they are."""
+    scores = {"a": torch.tensor([[0.9, 0.1]]), "b": torch.tensor([[0.2, 0.8, 0.3]]),
+              "c": torch.tensor([[0.7, 0.4, 0.6, 0.5]])}
+    mask = Mask({n: torch.ones_like(t, dtype=torch.bool) for n, t in scores.items()}).prune(scores, 0.5, scope="global")
+    assert {n: t.tolist() for n, t in mask.tensors.items()} == {  # 5 of 9 pruned: .9 .8 .7 .6 stay
+        "a": [[True, False]], "b": [[False, True, False]], "c": [[True, False, True, False]]}
+
+
+def test_sizes_counts_and_density():
+    mask = Mask({"a": torch.tensor([[True, False, True]]), "b": torch.tensor([[False], [False]])})
+    assert mask.names() == ["a", "b"]
+    assert (mask.count(), mask.count("a"), mask.count("b"), mask.size()) == (2, 2, 0, 5)
+    assert mask.counts() == {"a": 2, "b": 0}
+    assert mask.density() == 0.4
+
+
+def test_ties_follow_the_generator_in_both_scopes_and_seed_0_without_one():
+    mask = Mask({"a": torch.ones(10, 10, dtype=torch.bool), "b": torch.ones(5, 10, dtype=torch.bool)})
+    tied = {n: torch.ones(t.shape) for n, t in mask.tensors.items()}
+    for scope in SCOPES:
+        a, b, c = (mask.prune(tied, 0.5, scope=scope, generator=torch.Generator().manual_seed(s)) for s in (3, 3, 4))
+        assert a == b and a != c, scope
+        torch.manual_seed(99)  # the global generator plays no part
+        assert mask.prune(tied, 0.5, scope=scope) == mask.prune(tied, 0.5, scope=scope,
+                                                                 generator=torch.Generator().manual_seed(0))
+
+
+def test_nan_scores_are_pruned_first():
+    scores = {"w": torch.tensor([[float("nan"), -5.0, 0.0, float("nan")]])}
+    mask = Mask({"w": torch.ones(1, 4, dtype=torch.bool)}).prune(scores, 0.5)
+    assert mask.tensors["w"].tolist() == [[False, True, True, False]]
+
+
 def test_fraction_zero_leaves_a_layer_unpruned():
     net = small_net()
     mask = Mask.ones_for(net).prune(magnitude(net), 0.5, {"output.*": 0.0})
@@ -109,5 +143,9 @@ def test_bad_scores_are_clear_errors():
     mask = Mask({"w": torch.ones(2, 2, dtype=torch.bool)})
     with pytest.raises(TicketsError, match="no scores for w"):
         mask.prune({}, 0.5)
+    with pytest.raises(TicketsError, match="no scores for v, w$"):
+        Mask({"v": torch.ones(1, dtype=torch.bool), "w": torch.ones(1, dtype=torch.bool)}).prune({}, 0.5)
+    with pytest.raises(TicketsError, match="unknown scope 'pooled'; use one of layerwise, global$"):
+        mask.prune({"w": torch.ones(2, 2)}, 0.5, scope="pooled")
     with pytest.raises(TicketsError, match="shape"):
         mask.prune({"w": torch.ones(4)}, 0.5)

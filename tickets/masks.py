@@ -99,17 +99,13 @@ class Mask:
         """True where every weight kept here is kept in ``other`` too."""
         return all(not (t & ~other.tensors[n]).any() for n, t in self.tensors.items())
 
-    def apply_(self, model: nn.Module, pruned_values: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Set pruned weights of ``model`` to zero (or to ``pruned_values``), in place."""
+    def apply_(self, model: nn.Module) -> None:
+        """Set pruned weights of ``model`` to zero, in place."""
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name, keep in self.tensors.items():
                 p = params[name]
-                keep = keep.to(p.device)
-                if pruned_values is None:
-                    p.mul_(keep)
-                else:
-                    p.copy_(torch.where(keep, p, pruned_values[name].to(p.device, p.dtype)))
+                p.mul_(keep.to(p.device))
 
     def prune(
         self,
