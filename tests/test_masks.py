@@ -75,10 +75,10 @@ def test_global_scope_pools_layers_and_respects_own_fractions():
 def test_global_scope_pools_any_number_of_layers_by_score():
     """Three pooled tensors of different sizes: the lowest scores go, wherever they are."""
     scores = {"a": torch.tensor([[0.9, 0.1]]), "b": torch.tensor([[0.2, 0.8, 0.3]]),
-              "c": torch.tensor([[0.7, 0.4, 0.6, 0.5]])}
+              "c": torch.tensor([[0.4, 0.7, 0.6, 0.5]])}
     mask = Mask({n: torch.ones_like(t, dtype=torch.bool) for n, t in scores.items()}).prune(scores, 0.5, scope="global")
     assert {n: t.tolist() for n, t in mask.tensors.items()} == {  # 5 of 9 pruned: .9 .8 .7 .6 stay
-        "a": [[True, False]], "b": [[False, True, False]], "c": [[True, False, True, False]]}
+        "a": [[True, False]], "b": [[False, True, False]], "c": [[False, True, True, False]]}
 
 
 def test_sizes_counts_and_density():
