@@ -112,7 +112,32 @@ def run_options(func):
     return func
 
 
-def build_run_config(opts: dict):
+def execution_options(func):
+    """The flags that choose how networks are executed (never what they compute)."""
+    options = [
+        click.option("--workers", help="Networks trained at once on this machine: a count, or auto (one per CPU "
+                                       "core, or per GPU); 1 trains in this process."),
+        click.option("--workers-per-gpu", type=int, help="Workers sharing each GPU (small networks)."),
+        click.option("--executor", help="local (this machine) or ray (a Ray cluster; pip install \"tickets[ray]\")."),
+        click.option("--address", help="Ray cluster: none starts a local instance; auto; ray://host:port."),
+        click.option("--cpus-per-network", type=float, help="Ray: CPUs reserved per network."),
+        click.option("--gpus-per-network", type=float, help="Ray: GPUs per network (fractions share a GPU)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _workers(value: str | None):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise TicketsError(f"--workers {value!r}: give a count of at least 1 or auto, e.g. --workers 2") from None
+
+
+def build_run_config(opts: dict, defaults: dict | None = None):
     from tickets.config import build_config
 
     overrides = {
@@ -124,17 +149,26 @@ def build_run_config(opts: dict):
         "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
         "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
         "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
+        "execution.workers": _workers(opts.get("workers")), "execution.workers_per_gpu": opts.get("workers_per_gpu"),
+        "execution.executor": opts.get("executor"), "execution.address": opts.get("address"),
+        "execution.cpus_per_network": opts.get("cpus_per_network"),
+        "execution.gpus_per_network": opts.get("gpus_per_network"),
     }
-    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()))
+    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()), defaults=defaults)
+
+
+# A newcomer's `tickets prune` runs 3 seeds, so that its report can test tickets against controls.
+PRUNE_DEFAULTS = {"seeds": [0, 1, 2]}
 
 
 @main.command()
 @run_options
+@execution_options
 def prune(**opts):
     """Iterative magnitude pruning with rewinding and controls (resumable)."""
     from tickets.lottery import LotteryRun
 
-    config = build_run_config(opts)
+    config = build_run_config(opts, defaults=PRUNE_DEFAULTS)
     run = LotteryRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"])
     store = run.run()
     _finish(store, opts["quiet"])
@@ -142,6 +176,7 @@ def prune(**opts):
 
 @main.command()
 @run_options
+@execution_options
 def train(**opts):
     """Train one dense network (round 0 only, no controls)."""
     from tickets.lottery import LotteryRun

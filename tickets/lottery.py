@@ -9,8 +9,7 @@ directory holds ``done.json`` is never trained again, so re-running resumes.
 """
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
+import heapq
 from functools import partial
 from pathlib import Path
 
@@ -18,97 +17,18 @@ import torch
 import yaml
 
 from tickets import config as config_mod
+from tickets.components import (Components, RunContext, Schedule, build_model, load_splits,  # noqa: F401
+                                 make_schedule, optimizer_factory, resolve_components, stable_seed)
 from tickets.config import RunConfig
-from tickets.data import Splits, make_splits
 from tickets.errors import TicketsError
+from tickets.executors import ExecutionPlan, make_executor
+from tickets.jobs import NetworkJob, remember_context
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import (RunStore, atomic_torch_save, torch_load,
-                           write_csv_rows)
-from tickets.ticket import ControlContext, CriterionContext, State, Ticket, clone_state, initialize_, prunable_state
-from tickets.training import METRIC_COLUMNS, BatchStream, TrainOutcome, iterations_per_epoch, train_network
-
-
-def stable_seed(*parts) -> int:
-    """A seed derived from names and numbers, the same on every machine and Python run."""
-    return zlib.crc32("/".join(str(p) for p in parts).encode())
-
-
-@dataclass
-class Schedule:
-    """How long each network trains, and where the rewind point is (in iterations)."""
-
-    total: int
-    rewind: int
-    per_epoch: int
-
-
-def make_schedule(config: RunConfig, n_train: int) -> Schedule:
-    """Iterations of training and the rewind iteration; a rewind point past training is an error."""
-    per_epoch = iterations_per_epoch(n_train, config.train.batch_size)
-    total = config.train.iterations or max(1, round(config.train.epochs * per_epoch))
-    amount, unit = config_mod.parse_rewind(config.prune.rewind)
-    rewind = amount * per_epoch if unit == "ep" else amount
-    if rewind >= total:
-        raise TicketsError(
-            f"rewind point {config.prune.rewind!r} (iteration {rewind}) is not before the end of training "
-            f"(iteration {total}, {per_epoch} per epoch); use a smaller --rewind or train longer"
-        )
-    return Schedule(total, rewind, per_epoch)
-
-
-@dataclass
-class Components:
-    """The registered objects a run uses, looked up once."""
-
-    load_dataset: object
-    make_model: object
-    init: object
-    make_optimizer: object
-    criterion: object
-    controls: dict
-
-
-def resolve_components(config: RunConfig, registry: Registry) -> tuple[Components, dict]:
-    """Look up every component by name; return them and their provenance for run.json."""
-    wanted = {"dataset": ("datasets", config.data.dataset), "model": ("models", config.model.name),
-              "initializer": ("initializers", config.model.init), "optimizer": ("optimizers", config.train.optimizer),
-              "criterion": ("criteria", config.prune.criterion)}
-    wanted.update({f"control:{c}": ("controls", c) for c in config.prune.controls})
-    entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
-    provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
-                         "version": e.provider.version} for role, e in entries.items()}
-    components = Components(
-        load_dataset=entries["dataset"].obj, make_model=entries["model"].obj, init=entries["initializer"].obj,
-        make_optimizer=entries["optimizer"].obj, criterion=entries["criterion"].obj,
-        controls={c: entries[f"control:{c}"].obj for c in config.prune.controls},
-    )
-    return components, provenance
-
-
-def load_splits(config: RunConfig, load_dataset) -> Splits:
-    data = load_dataset(config.data.data_dir, config.data.download)
-    return make_splits(data, config.data.val_size)
-
-
-def build_model(config: RunConfig, make_model, splits: Splits):
-    try:
-        return make_model(splits.num_classes, splits.input_shape, **config.model.options)
-    except TypeError as error:
-        raise TicketsError(f"model {config.model.name!r} rejected model.options {config.model.options!r} ({error}); "
-                           "fix model.options") from None
-
-
-def optimizer_factory(config: RunConfig, make_optimizer):
-    """params -> optimizer; bad optimizer options fail early with the option named."""
-    factory = partial(make_optimizer, lr=config.train.lr, **config.train.optimizer_options)
-    try:
-        factory([torch.nn.Parameter(torch.zeros(1))])
-    except (TypeError, ValueError) as error:
-        raise TicketsError(f"optimizer {config.train.optimizer!r} rejected its options "
-                           f"{config.train.optimizer_options!r} ({error}); fix train.optimizer_options") from None
-    return factory
+from tickets.store import RunStore, atomic_torch_save, torch_load
+from tickets.ticket import CriterionContext, clone_state, initialize_, prunable_state
+from tickets.training import BatchStream
 
 
 def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore:
@@ -149,7 +69,14 @@ def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accel
 
 
 class LotteryRun:
-    """Runs (or resumes) iterative magnitude pruning with controls for every seed of a config."""
+    """Runs (or resumes) iterative magnitude pruning with controls for every seed of a config.
+
+    The run is a graph of network jobs (see :mod:`tickets.jobs`): per seed, round r's mask
+    needs round r-1's trained ticket; round r's ticket and its controls need only that mask;
+    seeds are independent. This driver computes each mask as soon as its ticket is trained,
+    hands ready jobs to an executor (tickets first: they are the critical path), and alone
+    writes results.csv and run.json.
+    """
 
     def __init__(self, config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
                  progress: Progress | None = None, quiet: bool = False, saved_tickets_only: bool = False):
@@ -157,83 +84,99 @@ class LotteryRun:
         self.verb = verb
         # compare mode: train only the controls of tickets that are already trained
         self.saved_tickets_only = saved_tickets_only
-        config_mod.check_names(config, registry)
-        self.components, self.provenance = resolve_components(config, registry)
-        self.splits = load_splits(config, self.components.load_dataset)
-        self.schedule = make_schedule(config, self.splits.train_x.shape[0])
-        self.make_optimizer = optimizer_factory(config, self.components.make_optimizer)
-        build_model(config, self.components.make_model, self.splits)  # fail on bad options before writing
+        name = config.name or config_mod.default_name(config, verb)
+        self.context = RunContext.create(config, registry, RunStore(Path(out_root), name))
         self.store = open_run(config, Path(out_root), verb)
+        self.schedule = self.context.schedule
         per_seed = 1 + config.prune.rounds * (1 + len(config.prune.controls))
         self.progress = progress or Progress(per_seed * len(config.seeds), quiet=quiet)
+        self.plan = ExecutionPlan.for_run(config, max_parallel=len(config.seeds) * (1 + len(config.prune.controls)))
 
     # the whole run -----------------------------------------------------------
     def run(self) -> RunStore:
         store, config, sched = self.store, self.config, self.schedule
-        with store.running(config_mod.dump(config), verb=self.verb, components=self.provenance,
+        executor = make_executor(self.plan, self.context, self.progress)  # fails before anything is written
+        with store.running(config_mod.dump(config), verb=self.verb, components=self.context.provenance,
                            iterations=sched.total, rewind_iteration=sched.rewind,
-                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total):
+                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total,
+                           execution=self.plan.describe()):
+            remember_context(self.context)
             for seed in config.seeds:
-                self.run_seed(seed)
+                self._prepare_seed(seed)
+            with executor:
+                self._drive(executor)
         return store
 
-    # one seed ----------------------------------------------------------------
-    def run_seed(self, seed: int) -> None:
-        config, store, sched = self.config, self.store, self.schedule
-        if self.saved_tickets_only and not store.is_done(seed, 0, "ticket"):
+    def _drive(self, executor) -> None:
+        """Keep the executor busy with ready jobs until the graph is done."""
+        ready: list = []
+        for seed in self.config.seeds:
+            if not self.saved_tickets_only or self.store.is_done(seed, 0, "ticket"):
+                self._push(ready, self._job(seed, 0, "ticket"))
+        while ready or executor.pending:
+            while ready and executor.pending < executor.capacity:
+                job = heapq.heappop(ready)[1]
+                self.progress.start(self._label(job), self.schedule.total)
+                executor.submit(job)
+            for job, row in executor.wait():
+                self._record(job, row)
+                for following in self._after(job):
+                    self._push(ready, following)
+
+    def _push(self, ready: list, job: NetworkJob) -> None:
+        """Queue a job, or take a finished network's row at once (and queue what follows it)."""
+        if self.store.is_done(*job.key):
+            self.store.add_result(self.store.done_row(*job.key))  # heals a results.csv cut short
+            self.progress.skip(self._label(job))
+            for following in self._after(job):
+                self._push(ready, following)
             return
-        model = build_model(config, self.components.make_model, self.splits)
-        names = prunable_names(model)
-        theta0 = self._initial_state(seed, model)
-        dense = Ticket(Mask.ones_for(model), theta0, 0)
-        if not (store.round_dir(seed, 0) / "mask.pt").exists():
-            dense.mask.save(store.round_dir(seed, 0) / "mask.pt")
-        capture = sched.rewind if sched.rewind > 0 else None
-        final = self._train_or_load(model, seed, 0, "ticket", dense, capture_at=capture)
-        rewind_path = store.seed_dir(seed) / "rewind.pt"
-        rewind_state = torch_load(rewind_path)
+        heapq.heappush(ready, ((job.variant != "ticket", job.round, job.seed, job.variant), job))
 
-        previous_mask = dense.mask
-        for round_ in range(1, config.prune.rounds + 1):
-            if self.saved_tickets_only and not store.is_done(seed, round_, "ticket"):
-                break
-            mask = self._mask_for_round(seed, round_, model, names, theta0, rewind_state, final, previous_mask)
-            ticket = Ticket(mask, rewind_state, sched.rewind)
-            final = self._train_or_load(model, seed, round_, "ticket", ticket)
-            for control_name, control in self.components.controls.items():
-                if self._already_done(seed, round_, control_name):
-                    continue
-                ctx = ControlContext(
-                    seed=seed, round=round_,
-                    generator=torch.Generator().manual_seed(stable_seed(seed, round_, control_name)),
-                    init=theta0, rewind=rewind_state, prunable=names,
-                    initialize=partial(self._fresh_state, model),
-                )
-                derived = control(ticket, ctx)
-                self._train_or_load(model, seed, round_, control_name, derived)
-            previous_mask = mask
+    def _after(self, job: NetworkJob) -> list[NetworkJob]:
+        """The jobs a finished network unblocks: a ticket's next round (its mask computed here)."""
+        seed, next_round = job.seed, job.round + 1
+        if job.variant != "ticket" or next_round > self.config.prune.rounds:
+            return []
+        if self.saved_tickets_only and not self.store.is_done(seed, next_round, "ticket"):
+            return []
+        self._mask_for_round(seed, next_round)
+        return [self._job(seed, next_round, v) for v in ("ticket", *self.config.prune.controls)]
 
-    def _initial_state(self, seed: int, model) -> State:
+    def _record(self, job: NetworkJob, row: dict) -> None:
+        self.store.add_result(row)
+        self.progress.finish(self._label(job), row)
+
+    def _job(self, seed: int, round_: int, variant: str) -> NetworkJob:
+        return NetworkJob(str(self.store.dir.resolve()), seed, round_, variant)
+
+    def _label(self, job: NetworkJob) -> str:
+        return job.label(self.config.prune.rounds)
+
+    # the driver's own files: theta_0 and the masks -----------------------------
+    def _prepare_seed(self, seed: int) -> None:
+        """theta_0 (seeded) and the dense mask of round 0."""
+        model = self.context.new_model()
         path = self.store.seed_dir(seed) / "init.pt"
-        if path.exists():
-            return torch_load(path)
-        initialize_(model, self.components.init, torch.Generator().manual_seed(seed))
-        state = clone_state(model)
-        atomic_torch_save(state, path)
-        return state
+        if not path.exists():
+            initialize_(model, self.context.components.init, torch.Generator().manual_seed(seed))
+            atomic_torch_save(clone_state(model), path)
+        if not (self.store.round_dir(seed, 0) / "mask.pt").exists():
+            Mask.ones_for(model).save(self.store.round_dir(seed, 0) / "mask.pt")
 
-    def _fresh_state(self, model, generator: torch.Generator) -> State:
-        """Weights drawn anew from the run's initializer (the model itself is left as it was)."""
-        fresh = build_model(self.config, self.components.make_model, self.splits)
-        initialize_(fresh, self.components.init, generator)
-        return clone_state(fresh)
-
-    def _mask_for_round(self, seed, round_, model, names, theta0, rewind_state, final, previous_mask) -> Mask:
-        path = self.store.round_dir(seed, round_) / "mask.pt"
+    def _mask_for_round(self, seed: int, round_: int) -> Mask:
+        """Round r's mask: the criterion scores round r-1's trained ticket; prunes what remains."""
+        store, prune = self.store, self.config.prune
+        path = store.round_dir(seed, round_) / "mask.pt"
         if path.exists():
             return Mask.load(path)
+        model = self.context.new_model()
+        names = prunable_names(model)
+        final = torch_load(store.network_dir(seed, round_ - 1, "ticket") / "final.pt")
+        theta0 = torch_load(store.seed_dir(seed) / "init.pt")
+        rewind_state = torch_load(store.seed_dir(seed) / "rewind.pt")
+        previous_mask = Mask.load(store.round_dir(seed, round_ - 1) / "mask.pt")
         model.load_state_dict(final)
-        prune = self.config.prune
         ctx = CriterionContext(
             init=prunable_state(theta0, names), rewind=prunable_state(rewind_state, names),
             final=prunable_state(final, names), mask=previous_mask, model=model,
@@ -242,60 +185,11 @@ class LotteryRun:
             fraction=prune.fraction, layer_fractions=dict(prune.layer_fractions), scope=prune.scope,
             criterion_batches=prune.criterion_batches,
         )
-        scores = self.components.criterion(ctx)
+        scores = self.context.components.criterion(ctx)
         mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope)
         mask.save(path)
         return mask
 
     def _training_batches(self, seed: int, n: int) -> list:
-        stream = BatchStream(self.splits.train_x, self.splits.train_y, self.config.train.batch_size, seed, 0, n)
-        return list(stream)
-
-    # one network -------------------------------------------------------------
-    def _label(self, seed: int, round_: int, variant: str) -> str:
-        return f"seed {seed} | round {round_}/{self.config.prune.rounds} | {variant}"
-
-    def _already_done(self, seed: int, round_: int, variant: str) -> bool:
-        """True for a finished network; its row is re-recorded, which heals a results.csv cut short."""
-        if not self.store.is_done(seed, round_, variant):
-            return False
-        self.store.add_result(self.store.done_row(seed, round_, variant))
-        self.progress.skip(self._label(seed, round_, variant))
-        return True
-
-    def _train_or_load(self, model, seed: int, round_: int, variant: str, ticket: Ticket,
-                       capture_at: int | None = None) -> State:
-        """Train one network unless its directory is complete; return its final weights."""
-        store = self.store
-        net_dir = store.network_dir(seed, round_, variant)
-        label = self._label(seed, round_, variant)
-        if self._already_done(seed, round_, variant):
-            return torch_load(net_dir / "final.pt")
-        torch.manual_seed(stable_seed(seed, round_, variant))
-        self.progress.start(label, self.schedule.total)
-        t = self.config.train
-        outcome = train_network(
-            model, ticket, self.make_optimizer, self.splits, end_iteration=self.schedule.total,
-            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed, accelerator=t.accelerator,
-            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=self.progress.update,
-        )
-        if round_ == 0 and variant == "ticket":
-            atomic_torch_save(outcome.captured_state or ticket.state, store.seed_dir(seed) / "rewind.pt")
-        row = self._row(seed, round_, variant, ticket.mask, outcome)
-        write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
-        atomic_torch_save(outcome.final_state, net_dir / "final.pt")
-        store.finish_network(seed, round_, variant, row)
-        self.progress.finish(label, row)
-        return outcome.final_state
-
-    def _row(self, seed: int, round_: int, variant: str, mask: Mask, outcome: TrainOutcome) -> dict:
-        return {
-            "run": self.store.name, "seed": seed, "round": round_, "variant": variant,
-            "criterion": self.config.prune.criterion, "weights_remaining": round(mask.density(), 6),
-            "params_remaining": mask.count(), **{k: _rounded(v) for k, v in outcome.fields.items()},
-            "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3),
-        }
-
-
-def _rounded(value):
-    return round(value, 6) if isinstance(value, float) else value
+        splits = self.context.splits
+        return list(BatchStream(splits.train_x, splits.train_y, self.config.train.batch_size, seed, 0, n))

@@ -172,9 +172,13 @@ class RunStore:
         rows.sort(key=lambda r: (int(r["seed"]), int(r["round"]), r["variant"] != "ticket", r["variant"]))
         write_csv_rows(self.results_path, RESULT_COLUMNS, rows)
 
-    def finish_network(self, seed: int, round_: int, variant: str, row: dict) -> None:
-        """Mark a network complete (done.json holds its result row) and record the row."""
+    def mark_done(self, seed: int, round_: int, variant: str, row: dict) -> None:
+        """Mark a network complete: its done.json holds its result row."""
         atomic_write_json(self.network_dir(seed, round_, variant) / "done.json", row)
+
+    def finish_network(self, seed: int, round_: int, variant: str, row: dict) -> None:
+        """Mark a network complete and record its row in results.csv."""
+        self.mark_done(seed, round_, variant, row)
         self.add_result(row)
 
     def done_row(self, seed: int, round_: int, variant: str) -> dict:
