@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from tickets import plugins as plugin_mod
+from tickets.config import config_defaults
 from tickets.errors import TicketsError
 
 EXIT_USAGE = 2
@@ -157,9 +158,6 @@ def build_run_config(opts: dict, defaults: dict | None = None):
     return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()), defaults=defaults)
 
 
-# A newcomer's `tickets prune` runs 3 seeds, so that its report can test tickets against controls.
-PRUNE_DEFAULTS = {"seeds": [0, 1, 2]}
-
 
 @main.command()
 @run_options
@@ -168,7 +166,7 @@ def prune(**opts):
     """Iterative magnitude pruning with rewinding and controls (resumable)."""
     from tickets.lottery import LotteryRun
 
-    config = build_run_config(opts, defaults=PRUNE_DEFAULTS)
+    config = build_run_config(opts, defaults=config_defaults("prune"))
     run = LotteryRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"])
     store = run.run()
     _finish(store, opts["quiet"])

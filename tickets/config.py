@@ -214,6 +214,15 @@ def nest(dotted: dict[str, Any]) -> dict:
     return out
 
 
+# A newcomer's `tickets prune` runs 3 seeds, so that its report can test tickets against controls.
+COMMAND_DEFAULTS = {"prune": {"seeds": [0, 1, 2]}}
+
+
+def config_defaults(verb: str) -> dict:
+    """A command's own defaults, applied over the dataclasses' before the config file."""
+    return COMMAND_DEFAULTS.get(verb, {})
+
+
 def build_config(config_path: str | None = None, overrides: dict[str, Any] | None = None,
                  sets: list[str] = (), defaults: dict | None = None) -> RunConfig:
     """Defaults (the dataclasses', then a command's own), the YAML file, flag overrides (dotted
@@ -301,6 +310,9 @@ def validate_execution(config: RunConfig) -> None:
     if e.gpus_per_network is not None and not 0 < e.gpus_per_network:
         raise TicketsError(f"gpus_per_network must be positive (fractions share a GPU), got {e.gpus_per_network}")
     devices = config.train.devices
+    if isinstance(devices, int) and devices > 1 and config.train.batch_size % devices:
+        raise TicketsError(f"batch size {config.train.batch_size} does not split evenly over {devices} devices; "
+                           "choose a batch size that is a multiple of --devices")
     if isinstance(devices, int) and devices > 1 and isinstance(e.workers, int) and e.workers > 1:
         raise TicketsError(f"--devices {devices} trains one network on several devices and --workers {e.workers} "
                            "trains several networks at once; use one of them")

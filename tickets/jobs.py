@@ -20,6 +20,7 @@ import yaml
 
 from tickets import config as config_mod
 from tickets.components import RunContext, stable_seed
+from tickets.distributed import device_count, in_rank_process, rank, run_distributed
 from tickets.errors import TicketsError
 from tickets.masks import Mask, prunable_names
 from tickets.store import RunStore, atomic_torch_save, atomic_write_json, torch_load, write_csv_rows
@@ -76,9 +77,24 @@ def run_job(job: NetworkJob, on_eval: Callable[[dict], None] | None = None) -> d
     store = context.store
     if store.is_done(*job.key):
         return store.done_row(*job.key)
+    world = device_count(context.config.train.devices)
+    if world > 1 and not in_rank_process():
+        run_distributed(world, _train_in_rank, job)
+        return store.done_row(*job.key)
+    return _train(job, context, on_eval)
+
+
+def _train_in_rank(job: NetworkJob) -> None:
+    """One process of a distributed network; rank 0 writes its files."""
+    _train(job, load_context(job.run_dir), None)
+
+
+def _train(job: NetworkJob, context: RunContext, on_eval) -> dict | None:
+    store = context.store
     net_dir = store.network_dir(*job.key)
     net_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(net_dir / RUNNING_MARKER, {"pid": os.getpid(), "host": socket.gethostname()})
+    if rank() == 0:  # who trains it, for people (and tests) watching a run
+        atomic_write_json(net_dir / RUNNING_MARKER, {"pid": os.getpid(), "host": socket.gethostname()})
     model = context.new_model()
     ticket = _ticket_for(job, context, model)
     sched, t = context.schedule, context.config.train
@@ -89,6 +105,8 @@ def run_job(job: NetworkJob, on_eval: Callable[[dict], None] | None = None) -> d
         eval_every=t.eval_every, batch_size=t.batch_size, data_seed=job.seed, accelerator=t.accelerator,
         devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=on_eval,
     )
+    if rank() != 0:
+        return None
     if job.round == 0 and job.variant == "ticket":
         atomic_torch_save(outcome.captured_state or ticket.state, store.seed_dir(job.seed) / "rewind.pt")
     row = _row(context, job, ticket.mask, outcome)

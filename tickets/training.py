@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tickets.data import Splits
+from tickets.distributed import in_rank_process
 from tickets.errors import TicketsError
 from tickets.ticket import State, Ticket
 
@@ -138,6 +139,10 @@ class MaskedTraining(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        if self.trainer.world_size > 1:  # DDP: this process's slice of the global batch
+            share = x.shape[0] // self.trainer.world_size
+            lo = self.trainer.global_rank * share
+            x, y = x[lo:lo + share], y[lo:lo + share]
         optimizer = self._optimizer
         loss = F.cross_entropy(self.model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -172,6 +177,8 @@ class MaskedTraining(pl.LightningModule):
         val_loss, val_acc = self._loss_and_accuracy(self.splits.val_x, self.splits.val_y)
         test_loss, test_acc = self._loss_and_accuracy(self.splits.test_x, self.splits.test_y)
         self.model.train(was_training)
+        if self.trainer.world_size > 1:  # the mean over the whole global batches, as on one device
+            self._loss_sum = self.trainer.strategy.reduce(self._loss_sum, reduce_op="mean")
         train_loss = (self._loss_sum / self._loss_count).item() if self._loss_count else math.nan
         self._loss_sum.zero_()
         self._loss_count = 0
@@ -199,10 +206,21 @@ def _cpu_state(model: nn.Module) -> State:
 
 
 def make_trainer(accelerator: str, devices, precision: str) -> pl.Trainer:
-    """A Lightning Trainer with everything but the training loop switched off."""
+    """A Lightning Trainer with everything but the training loop switched off.
+
+    Inside the processes of a distributed network (see :mod:`tickets.distributed`) it uses DDP
+    with synchronized BatchNorm; otherwise it trains on one device.
+    """
+    distributed = in_rank_process()
+    strategy = "auto"
+    if distributed:
+        from pytorch_lightning.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else None)
     try:
         trainer = pl.Trainer(
-            accelerator=accelerator, devices=devices, precision=precision,
+            accelerator=accelerator, devices=devices, precision=precision, strategy=strategy,
+            sync_batchnorm=distributed,
             max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False,
@@ -211,8 +229,8 @@ def make_trainer(accelerator: str, devices, precision: str) -> pl.Trainer:
         first = " ".join(str(error).split())
         raise TicketsError(f"accelerator={accelerator!r} devices={devices!r} precision={precision!r} "
                            f"cannot be used here ({first}); use --accelerator cpu or an available device") from None
-    if trainer.world_size != 1:
-        raise TicketsError(f"tickets trains one network per process; use one device (got devices={devices!r})")
+    if trainer.world_size != 1 and not distributed:
+        raise TicketsError(f"devices={devices!r} can only be used through a run's jobs (tickets prune/train)")
     if trainer.strategy.root_device.type == "cuda":
         # TF32 matmuls on GPUs that have them: much faster, and accuracy differs by noise only.
         torch.set_float32_matmul_precision("high")

@@ -88,6 +88,8 @@ class LocalExecutor:
 
     def submit(self, job) -> None:
         worker = next(w for w in self._workers if w.job is None)
+        if not worker.process.is_alive():  # died while idle: replace it quietly, nothing was lost
+            worker = self._workers[self._workers.index(worker)] = self._start(worker.index)
         worker.job = job
         self._attempts[job.key] = self._attempts.get(job.key, 0) + 1
         worker.conn.send(job)
