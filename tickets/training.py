@@ -126,8 +126,9 @@ class MaskedTraining(pl.LightningModule):
             self._masked.append((p, keep, frozen))
         self._reapply_mask()
         # Lightning's optimizer wrapper and manual_backward cost ~15% per step on small nets;
-        # they are only needed when the precision plugin scales the loss (16-mixed).
-        self._direct = getattr(self.trainer.precision_plugin, "scaler", None) is None
+        # they are only needed when the precision plugin scales the loss (16-mixed), and under DDP,
+        # whose gradient averaging Lightning prepares in manual_backward.
+        self._direct = getattr(self.trainer.precision_plugin, "scaler", None) is None and self.trainer.world_size == 1
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
 
