@@ -147,3 +147,20 @@ def test_one_network_on_two_cpu_processes_matches_one_device(tmp_path):
     for column in ("best_val_loss", "final_test_loss"):
         assert float(row_two[column]) == pytest.approx(float(row_one[column]), abs=1e-4)
     assert row_two["early_stop_iter"] == row_one["early_stop_iter"]
+
+
+def test_ctrl_c_stops_every_worker_and_the_run_resumes(serial_run, tmp_path):
+    proc = tickets_cli("prune", "--out", tmp_path, "--name", "c", "--workers", "2", *SMALL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "c").glob("seed_*/round_*/*/.running.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = {json.loads(m.read_text())["pid"] for m in (tmp_path / "c").glob("seed_*/round_*/*/.running.json")}
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in stderr
+    time.sleep(0.5)
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["status"] == "interrupted"
+    run_cli("prune", "--out", tmp_path, "--name", "c", "--workers", "2", *SMALL)
+    assert without_timing(read_results(tmp_path / "c")) == without_timing(read_results(serial_run))

@@ -34,10 +34,7 @@ class TicketsGroup(click.Group):
             hint = f" (see '{error.ctx.command_path} --help')" if getattr(error, "ctx", None) else ""
             click.echo(f"Error: {error.format_message()}{hint}", err=True)
             sys.exit(error.exit_code if error.exit_code != 1 else EXIT_USAGE)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(130)
-        except KeyboardInterrupt:
+        except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
             click.echo("\nInterrupted: run the same command again to resume where it stopped.", err=True)
             sys.exit(130)
 

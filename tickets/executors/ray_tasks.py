@@ -9,6 +9,7 @@ files its network left.
 """
 from __future__ import annotations
 
+import socket
 from typing import Callable
 
 from tickets.errors import TicketsError
@@ -25,6 +26,18 @@ def _run_job_task(job, threads: int) -> dict:
     return run_job(job)
 
 
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A host:port address must accept connections (Ray itself would keep retrying for minutes)."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise TicketsError(f"cannot connect to Ray at {address!r} ({error}); start the cluster with "
+                           "`ray start --head`, or leave out --address to start a local instance") from None
+
+
 class RayExecutor:
     """Submits jobs as Ray tasks; as many run at once as the cluster's resources allow."""
 
@@ -37,6 +50,7 @@ class RayExecutor:
         self.ray = ray
         self.plan = plan
         self._started_here = not plan.address and not ray.is_initialized()
+        _check_reachable(plan.address)
         try:
             ray.init(address=plan.address, ignore_reinit_error=True, include_dashboard=False,
                      log_to_driver=False, logging_level="ERROR",
