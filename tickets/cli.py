@@ -256,15 +256,17 @@ def plugins_command(as_json, kind):
 @click.option("--accelerator", help="Lightning accelerator for the controls: cpu, gpu, auto, ...")
 @click.option("--devices", help="Lightning devices: 1, a device index list, or auto.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def compare(run, controls, accelerator, devices, quiet):
+@execution_options
+def compare(run, controls, accelerator, devices, quiet, **execution):
     """Train the controls RUN lacks for its saved tickets, then write its report."""
     from tickets.lottery import compare_run
 
     names = _controls(controls)
     if not names:
         raise TicketsError("--controls names no control; give e.g. --controls reinit,random_prune")
+    execution["workers"] = _workers(execution["workers"])
     store = compare_run(run, names, plugin_mod.registry(), accelerator=accelerator, devices=_devices(devices),
-                        quiet=quiet)
+                        quiet=quiet, execution={k: v for k, v in execution.items() if v is not None})
     _finish(store, quiet)
 
 

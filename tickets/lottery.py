@@ -51,7 +51,7 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
 
 
 def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
-                devices=None, quiet: bool = False) -> RunStore:
+                devices=None, quiet: bool = False, execution: dict | None = None) -> RunStore:
     """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -63,6 +63,8 @@ def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accel
         config.train.accelerator = accelerator
     if devices is not None:
         config.train.devices = devices
+    for key, value in (execution or {}).items():
+        setattr(config.execution, key, value)
     config_mod.validate(config)
     run = LotteryRun(config, run_dir.parent, registry, quiet=quiet, saved_tickets_only=True)
     return run.run()
