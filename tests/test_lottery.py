@@ -31,7 +31,8 @@ def test_one_row_per_network_with_schema(run):
     assert list(rows[0]) == ["run", "seed", "round", "variant", "criterion", "weights_remaining",
                              "params_remaining", "acc_at_init", "best_val_loss", "early_stop_iter",
                              "test_acc_at_early_stop", "final_test_acc", "final_test_loss", "iterations",
-                             "train_seconds"]
+                             "train_seconds", "status"]
+    assert {r["status"] for r in rows} == {"ok"}
     assert float(rows[0]["weights_remaining"]) == 1.0
     assert all(0.3 < float(r["test_acc_at_early_stop"]) <= 1 for r in rows)
 
