@@ -61,6 +61,17 @@ def test_pruned_weights_are_zero_after_training_for_every_variant(run):
             assert all(int(nonzero[n].sum()) <= ticket_mask.count(n) for n in LAYERS)
 
 
+def test_a_control_under_another_mask_keeps_that_mask_in_its_directory(run):
+    for round_ in (1, 2, 3):
+        ticket_mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
+        own = Mask.load(run / f"seed_0/round_{round_}/random_prune/mask.pt")
+        assert own != ticket_mask and own.counts() == ticket_mask.counts()  # random, with the ticket's layer counts
+        final = load(run / f"seed_0/round_{round_}/random_prune/final.pt")
+        assert all(not (final[n][~own.tensors[n]] != 0).any() for n in LAYERS)  # it trained under this mask
+        for variant in ("ticket", "reinit"):  # these train under the round's mask, which is saved once per round
+            assert not (run / f"seed_0/round_{round_}/{variant}/mask.pt").exists()
+
+
 def test_masks_are_monotone_across_rounds(run):
     masks = [Mask.load(run / f"seed_0/round_{r}/mask.pt") for r in range(4)]
     for earlier, later in zip(masks, masks[1:]):

@@ -79,10 +79,11 @@ class Progress:
     def render(self):
         """The live display: a header line, then one line per running network."""
         from rich.table import Table
+        from rich.text import Text
 
         table = Table.grid(padding=(0, 2))
         left = self.eta()
-        table.add_row(f"[bold]{self.done}/{self.total} networks done[/]",
+        table.add_row(Text(f"{self.done}/{self.total} networks done", style="bold"),
                       f"elapsed {duration(self.clock() - self.started)}",
                       "left " + (f"about {duration(left)}" if left is not None else "estimating"))
         for label, entry in list(self.running.items()):

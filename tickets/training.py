@@ -25,6 +25,7 @@ warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*Trying to infer the `batch_size`.*")
 warnings.filterwarnings("ignore", message=r".*is an invalid version and will not be supported.*")
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")  # tickets logs its evaluations itself
 
 import pytorch_lightning as pl  # noqa: E402
 import torch
