@@ -159,7 +159,7 @@ class MaskedTraining(pl.LightningModule):
         self._stop_if_diverged()
 
     def _stop_if_diverged(self) -> bool:
-        """True (once the last step's loss was found non-finite: then evaluate where training stopped)."""
+        """Whether training must stop: a step's loss was not finite (the first time, note where and evaluate there)."""
         if self.diverged_at is None:
             if self._finite_copied is not None:
                 self._finite_copied.synchronize()
