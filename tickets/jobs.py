@@ -23,7 +23,8 @@ from tickets.components import RunContext, stable_seed
 from tickets.distributed import device_count, in_rank_process, rank, run_distributed
 from tickets.errors import TicketsError
 from tickets.masks import Mask, prunable_names
-from tickets.store import RunStore, atomic_torch_save, atomic_write_json, torch_load, write_csv_rows
+from tickets.loggers import close_loggers, network_loggers
+from tickets.store import RunStore, atomic_torch_save, atomic_write_json, write_csv_rows
 from tickets.ticket import ControlContext, Ticket, clone_state, initialize_
 from tickets.training import METRIC_COLUMNS, TrainOutcome, train_network
 
@@ -75,7 +76,7 @@ def run_job(job: NetworkJob, on_eval: Callable[[dict], None] | None = None) -> d
     """Train one network from the run's files unless it is done; return its results.csv row."""
     context = load_context(job.run_dir)
     store = context.store
-    if store.is_done(*job.key):
+    if store.is_done(*job.key) and not store.damaged_files(*job.key):
         return store.done_row(*job.key)
     world = device_count(context.config.train.devices)
     if world > 1 and not in_rank_process():
@@ -99,32 +100,42 @@ def _train(job: NetworkJob, context: RunContext, on_eval) -> dict | None:
     ticket = _ticket_for(job, context, model)
     sched, t = context.schedule, context.config.train
     capture_at = sched.rewind if job.round == 0 and sched.rewind > 0 else None
+    loggers = network_loggers(t.loggers, store.dir, store.name, *job.key,
+                              config_mod.flatten(context.config.to_dict())) if t.loggers and rank() == 0 else []
     torch.manual_seed(stable_seed(*job.key))
-    outcome = train_network(
-        model, ticket, context.make_optimizer, context.splits, end_iteration=sched.total,
-        eval_every=t.eval_every, batch_size=t.batch_size, data_seed=job.seed, accelerator=t.accelerator,
-        devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=on_eval,
-    )
+    try:
+        outcome = train_network(
+            model, ticket, context.make_optimizer, context.splits, end_iteration=sched.total,
+            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=job.seed, accelerator=t.accelerator,
+            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=on_eval, loggers=loggers,
+        )
+    finally:
+        close_loggers(loggers)
     if rank() != 0:
         return None
-    if job.round == 0 and job.variant == "ticket":
-        atomic_torch_save(outcome.captured_state or ticket.state, store.seed_dir(job.seed) / "rewind.pt")
+    rewind_path = store.seed_dir(job.seed) / "rewind.pt"
+    if job.round == 0 and job.variant == "ticket" and outcome.diverged_at is None and not rewind_path.exists():
+        atomic_torch_save(outcome.captured_state or ticket.state, rewind_path)
+    round_mask_path = store.round_dir(job.seed, job.round) / "mask.pt"
+    if job.round > 0 and ticket.mask != Mask.load(round_mask_path):  # e.g. random_prune: keep its own mask
+        ticket.mask.save(net_dir / "mask.pt")
     row = _row(context, job, ticket.mask, outcome)
     write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
     atomic_torch_save(outcome.final_state, net_dir / "final.pt")
-    store.mark_done(*job.key, row)
     (net_dir / RUNNING_MARKER).unlink(missing_ok=True)
+    inputs = [p for p in (store.seed_dir(job.seed) / "init.pt", rewind_path, round_mask_path) if p.exists()]
+    store.mark_done(*job.key, row, inputs)
     return row
 
 
 def _ticket_for(job: NetworkJob, context: RunContext, model) -> Ticket:
     """The network to train: the dense net, the round's ticket, or a control derived from it."""
     store = context.store
-    theta0 = _load_input(store.seed_dir(job.seed) / "init.pt")
+    theta0 = _load_input(store, store.seed_dir(job.seed) / "init.pt")
     if job.round == 0:
         return Ticket(Mask.ones_for(model), theta0, 0)
-    mask = Mask.load(_existing(store.round_dir(job.seed, job.round) / "mask.pt"))
-    rewind_state = _load_input(store.seed_dir(job.seed) / "rewind.pt")
+    mask = Mask(_load_input(store, store.round_dir(job.seed, job.round) / "mask.pt"))
+    rewind_state = _load_input(store, store.seed_dir(job.seed) / "rewind.pt")
     ticket = Ticket(mask, rewind_state, context.schedule.rewind)
     if job.variant == "ticket":
         return ticket
@@ -153,8 +164,8 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _load_input(path: Path):
-    return torch_load(_existing(path))
+def _load_input(store: RunStore, path: Path):
+    return store.load(_existing(path))
 
 
 def _row(context: RunContext, job: NetworkJob, mask: Mask, outcome: TrainOutcome) -> dict:
@@ -162,7 +173,7 @@ def _row(context: RunContext, job: NetworkJob, mask: Mask, outcome: TrainOutcome
         "run": context.store.name, "seed": job.seed, "round": job.round, "variant": job.variant,
         "criterion": context.config.prune.criterion, "weights_remaining": round(mask.density(), 6),
         "params_remaining": mask.count(), **{k: _rounded(v) for k, v in outcome.fields.items()},
-        "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3),
+        "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3), "status": outcome.status,
     }
 
 

@@ -5,7 +5,10 @@ captures theta_k at the rewind point; round r scores the previous round's traine
 with the criterion, prunes ``fraction`` of the surviving weights, rewinds the survivors to
 theta_k and trains them; each control derives its network from that ticket and trains it.
 Every trained network gets its own directory and a row in results.csv. A network whose
-directory holds ``done.json`` is never trained again, so re-running resumes.
+directory holds ``done.json`` (and files that match its checksums) is never trained again, so
+re-running resumes. A network whose training loss becomes non-finite stops there and gets
+status ``diverged``; a diverged ticket ends its seed's chain (no mask comes from non-finite
+weights), and the other seeds go on.
 """
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import yaml
 
 from tickets import config as config_mod
 from tickets.components import (Components, RunContext, Schedule, build_model, load_splits,  # noqa: F401
@@ -23,12 +25,20 @@ from tickets.config import RunConfig
 from tickets.errors import TicketsError
 from tickets.executors import ExecutionPlan, make_executor
 from tickets.jobs import NetworkJob, remember_context
+from tickets.loggers import check_loggers
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import RunStore, atomic_torch_save, torch_load
+from tickets.store import DIVERGED, RunStore, atomic_torch_save
 from tickets.ticket import CriterionContext, clone_state, initialize_, prunable_state
-from tickets.training import BatchStream
+from tickets.training import BatchStream, check_trainer_settings
+
+
+def check_environment(config: RunConfig) -> None:
+    """Fail before anything is written when this machine cannot train with the config (device, loggers)."""
+    t = config.train
+    check_trainer_settings(t.accelerator, t.devices, t.precision)
+    check_loggers(t.loggers)
 
 
 def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore:
@@ -40,7 +50,7 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
             if any(store.dir.iterdir()):
                 raise TicketsError(f"{store.dir} exists and is not a tickets run; choose another --name or --out")
         else:
-            stored = config_mod.from_dict(yaml.safe_load(store.config_path.read_text()) or {})
+            stored = config_mod.from_dict(store.read_config())
             if config_mod.fingerprint(stored) != config_mod.fingerprint(config):
                 old, new = config_mod.flatten(stored.to_dict()), config_mod.flatten(config.to_dict())
                 diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new
@@ -51,18 +61,21 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
 
 
 def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
-                devices=None, quiet: bool = False, execution: dict | None = None) -> RunStore:
+                devices=None, loggers: list[str] | None = None, quiet: bool = False,
+                execution: dict | None = None) -> RunStore:
     """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise TicketsError(f"{run_dir} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
-    config = config_mod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    config = config_mod.from_dict(RunStore(run_dir.parent, run_dir.name).read_config())
     config.name = run_dir.name
     config.prune.controls = list(dict.fromkeys([*config.prune.controls, *controls]))
     if accelerator is not None:
         config.train.accelerator = accelerator
     if devices is not None:
         config.train.devices = devices
+    if loggers is not None:
+        config.train.loggers = loggers
     for key, value in (execution or {}).items():
         setattr(config.execution, key, value)
     config_mod.validate(config)
@@ -88,6 +101,7 @@ class LotteryRun:
         self.saved_tickets_only = saved_tickets_only
         name = config.name or config_mod.default_name(config, verb)
         self.context = RunContext.create(config, registry, RunStore(Path(out_root), name))
+        check_environment(config)
         self.store = open_run(config, Path(out_root), verb)
         self.schedule = self.context.schedule
         per_seed = 1 + config.prune.rounds * (1 + len(config.prune.controls))
@@ -97,11 +111,13 @@ class LotteryRun:
     # the whole run -----------------------------------------------------------
     def run(self) -> RunStore:
         store, config, sched = self.store, self.config, self.schedule
+        for seed in config.seeds:
+            check_inputs(store, seed)
         executor = make_executor(self.plan, self.context, self.progress)  # fails before anything is written
         with store.running(config_mod.dump(config), verb=self.verb, components=self.context.provenance,
                            iterations=sched.total, rewind_iteration=sched.rewind,
                            iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total,
-                           execution=self.plan.describe()):
+                           execution=self.plan.describe()), self.progress:
             remember_context(self.context)
             for seed in config.seeds:
                 self._prepare_seed(seed)
@@ -122,23 +138,34 @@ class LotteryRun:
                 executor.submit(job)
             for job, row in executor.wait():
                 self._record(job, row)
-                for following in self._after(job):
+                for following in self._after(job, row):
                     self._push(ready, following)
 
     def _push(self, ready: list, job: NetworkJob) -> None:
-        """Queue a job, or take a finished network's row at once (and queue what follows it)."""
+        """Queue a job, or take a finished network at once (and queue what follows it).
+
+        A finished network whose files are damaged or missing is trained again, with a warning.
+        """
         if self.store.is_done(*job.key):
-            self.store.add_result(self.store.done_row(*job.key))  # heals a results.csv cut short
-            self.progress.skip(self._label(job))
-            for following in self._after(job):
-                self._push(ready, following)
-            return
+            problems = self.store.damaged_files(*job.key)
+            if not problems:
+                self.progress.skip(self._label(job))
+                for following in self._after(job, self.store.done_row(*job.key)):
+                    self._push(ready, following)
+                return
+            self.progress.warn(f"{self._label(job)}: {', '.join(problems)}; training it again")
         heapq.heappush(ready, ((job.variant != "ticket", job.round, job.seed, job.variant), job))
 
-    def _after(self, job: NetworkJob) -> list[NetworkJob]:
-        """The jobs a finished network unblocks: a ticket's next round (its mask computed here)."""
-        seed, next_round = job.seed, job.round + 1
-        if job.variant != "ticket" or next_round > self.config.prune.rounds:
+    def _after(self, job: NetworkJob, row: dict) -> list[NetworkJob]:
+        """The jobs a finished network unblocks: a ticket's next round (its mask computed here).
+
+        A diverged ticket ends its seed's chain: no mask comes from non-finite weights.
+        """
+        seed, next_round, rounds = job.seed, job.round + 1, self.config.prune.rounds
+        if job.variant != "ticket" or next_round > rounds:
+            return []
+        if row.get("status") == DIVERGED:
+            self.progress.drop((rounds - job.round) * (1 + len(self.config.prune.controls)))
             return []
         if self.saved_tickets_only and not self.store.is_done(seed, next_round, "ticket"):
             return []
@@ -146,8 +173,12 @@ class LotteryRun:
         return [self._job(seed, next_round, v) for v in ("ticket", *self.config.prune.controls)]
 
     def _record(self, job: NetworkJob, row: dict) -> None:
-        self.store.add_result(row)
-        self.progress.finish(self._label(job), row)
+        self.store.rebuild_results()
+        label = self._label(job)
+        self.progress.finish(label, row)
+        if row.get("status") == DIVERGED:
+            start = 0 if job.round == 0 else self.schedule.rewind
+            self.progress.warn(diverged_warning(label, start + int(row["iterations"]), job.variant == "ticket"))
 
     def _job(self, seed: int, round_: int, variant: str) -> NetworkJob:
         return NetworkJob(str(self.store.dir.resolve()), seed, round_, variant)
@@ -171,13 +202,13 @@ class LotteryRun:
         store, prune = self.store, self.config.prune
         path = store.round_dir(seed, round_) / "mask.pt"
         if path.exists():
-            return Mask.load(path)
+            return Mask(store.load(path))
         model = self.context.new_model()
         names = prunable_names(model)
-        final = torch_load(store.network_dir(seed, round_ - 1, "ticket") / "final.pt")
-        theta0 = torch_load(store.seed_dir(seed) / "init.pt")
-        rewind_state = torch_load(store.seed_dir(seed) / "rewind.pt")
-        previous_mask = Mask.load(store.round_dir(seed, round_ - 1) / "mask.pt")
+        final = store.load(store.network_dir(seed, round_ - 1, "ticket") / "final.pt")
+        theta0 = store.load(store.seed_dir(seed) / "init.pt")
+        rewind_state = store.load(store.seed_dir(seed) / "rewind.pt")
+        previous_mask = Mask(store.load(store.round_dir(seed, round_ - 1) / "mask.pt"))
         model.load_state_dict(final)
         ctx = CriterionContext(
             init=prunable_state(theta0, names), rewind=prunable_state(rewind_state, names),
@@ -195,3 +226,20 @@ class LotteryRun:
     def _training_batches(self, seed: int, n: int) -> list:
         splits = self.context.splits
         return list(BatchStream(splits.train_x, splits.train_y, self.config.train.batch_size, seed, 0, n))
+
+
+def check_inputs(store: RunStore, seed: int) -> None:
+    """A TicketsError (one line: the file and the fix) when a shared file of ``seed`` differs from its record."""
+    problems = store.damaged_inputs(seed)
+    if problems:
+        name, problem = problems[0]
+        more = f" ({len(problems) - 1} more: see `tickets check {store.dir}`)" if len(problems) > 1 else ""
+        raise TicketsError(store.damage_message(name, problem) + more)
+
+
+def diverged_warning(label: str, iteration: int, ends_chain: bool) -> str:
+    """The warning line for a network whose training loss became non-finite."""
+    then = "; its seed's later rounds are not trained" if ends_chain else ""
+    return (f"{label} diverged: the training loss was not finite at iteration {iteration}, so training stopped "
+            f"(status diverged in results.csv){then}; a lower --lr may help")
+

@@ -96,8 +96,10 @@ class ExecutionPlan:
 
 def make_executor(plan: ExecutionPlan, context, progress) -> Executor:
     """The executor of a plan; connects to Ray or checks it is installed (TicketsError otherwise)."""
+    rounds = context.config.prune.rounds
+
     def on_eval(job, row: dict) -> None:
-        progress.update(row)
+        progress.update(job.label(rounds), row)
 
     if plan.executor == "ray":
         from tickets.executors.ray_tasks import RayExecutor
