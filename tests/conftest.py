@@ -13,7 +13,7 @@ from tickets import plugins
 os.environ.setdefault("TICKETS_STRICT_PLUGINS", "1")  # tests run strict, as design.md asks
 
 # one seed, trained in this process (prune's defaults are 3 seeds and a worker per core)
-TINY = ["--epochs", "0.3", "--set", "train.eval_every=5", "--seeds", "0", "--workers", "1", "--quiet"]
+TINY = ["--epochs", "0.3", "--set", "train.eval_every=5", "--seeds", "0", "--set", "execution.workers=1", "--quiet"]
 
 
 @pytest.fixture(autouse=True)
