@@ -108,7 +108,7 @@ def make_executor(plan: ExecutionPlan, context, progress) -> Executor:
     if plan.executor == "local":
         from tickets.executors.local import LocalExecutor
 
-        return LocalExecutor(plan, on_eval, warn=progress.message)
+        return LocalExecutor(plan, on_eval, warn=progress.warn)
     from tickets.executors.serial import SerialExecutor
 
     return SerialExecutor(on_eval)
