@@ -1,5 +1,6 @@
 """Shared helpers: run the CLI in-process on tiny settings (the embedded digits, a few iterations)."""
 import csv
+import hashlib
 import os
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from tickets import plugins
 
 os.environ.setdefault("TICKETS_STRICT_PLUGINS", "1")  # tests run strict, as design.md asks
 
-TINY = ["--epochs", "0.3", "--set", "train.eval_every=5", "--quiet"]
+# one seed, trained in this process (prune's defaults are 3 seeds and a worker per core)
+TINY = ["--epochs", "0.3", "--set", "train.eval_every=5", "--seeds", "0", "--set", "execution.workers=1", "--quiet"]
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +66,8 @@ def masked_accuracy(run_dir: Path, state: dict, mask: dict) -> float:
         correct = sum(int((model(x).argmax(1) == y).sum())
                       for x, y in zip(splits.test_x.split(1000), splits.test_y.split(1000)))
     return correct / splits.test_y.shape[0]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` -> its sha256 (to show that a command wrote nothing)."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -31,7 +31,8 @@ def test_one_row_per_network_with_schema(run):
     assert list(rows[0]) == ["run", "seed", "round", "variant", "criterion", "weights_remaining",
                              "params_remaining", "acc_at_init", "best_val_loss", "early_stop_iter",
                              "test_acc_at_early_stop", "final_test_acc", "final_test_loss", "iterations",
-                             "train_seconds"]
+                             "train_seconds", "status"]
+    assert {r["status"] for r in rows} == {"ok"}
     assert float(rows[0]["weights_remaining"]) == 1.0
     assert all(0.3 < float(r["test_acc_at_early_stop"]) <= 1 for r in rows)
 
@@ -51,13 +52,13 @@ def test_exact_sparsity_per_layer_every_round(run):
 def test_pruned_weights_are_zero_after_training_for_every_variant(run):
     for round_ in (1, 2, 3):
         ticket_mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
-        for variant in ("ticket", "reinit", "random_prune"):
+        own_mask = {"ticket": ticket_mask, "reinit": ticket_mask,
+                    "random_prune": Mask.load(run / f"seed_0/round_{round_}/random_prune/mask.pt")}
+        assert own_mask["random_prune"].counts() == ticket_mask.counts() and own_mask["random_prune"] != ticket_mask
+        for variant, mask in own_mask.items():
             final = load(run / f"seed_0/round_{round_}/{variant}/final.pt")
-            nonzero = Mask({n: final[n] != 0 for n in LAYERS})
-            if variant == "random_prune":  # its own random mask (not saved): exactly the ticket's counts, elsewhere
-                assert nonzero.counts() == ticket_mask.counts() and nonzero != ticket_mask, round_
-            else:  # zero exactly where the round's mask prunes (a trained weight is never exactly 0)
-                assert nonzero == ticket_mask, (round_, variant)
+            # zero exactly where the network's mask prunes (a trained weight is never exactly 0)
+            assert Mask({n: final[n] != 0 for n in LAYERS}) == mask, (round_, variant)
 
 
 def test_a_ticket_starts_from_theta0_times_its_mask(run):
@@ -67,6 +68,17 @@ def test_a_ticket_starts_from_theta0_times_its_mask(run):
     for round_ in (1, 2, 3):
         expected = masked_accuracy(run, init, load(run / f"seed_0/round_{round_}/mask.pt"))
         assert float(rows[(str(round_), "ticket")]["acc_at_init"]) == pytest.approx(expected, abs=1e-5), round_
+
+
+def test_a_control_under_another_mask_keeps_that_mask_in_its_directory(run):
+    for round_ in (1, 2, 3):
+        ticket_mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
+        own = Mask.load(run / f"seed_0/round_{round_}/random_prune/mask.pt")
+        assert own != ticket_mask and own.counts() == ticket_mask.counts()  # random, with the ticket's layer counts
+        final = load(run / f"seed_0/round_{round_}/random_prune/final.pt")
+        assert all(not (final[n][~own.tensors[n]] != 0).any() for n in LAYERS)  # it trained under this mask
+        for variant in ("ticket", "reinit"):  # these train under the round's mask, which is saved once per round
+            assert not (run / f"seed_0/round_{round_}/{variant}/mask.pt").exists()
 
 
 def test_masks_are_monotone_across_rounds(run):
