@@ -96,6 +96,9 @@ def run_options(func):
         click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
         click.option("--optimizer", help="Optimizer name."),
         click.option("--lr", type=float, help="Learning rate."),
+        click.option("--schedule", help="Learning-rate schedule: constant, multistep, cosine, linear "
+                                        "(see `tickets plugins --kind schedules`)."),
+        click.option("--warmup", help="Linear learning-rate warmup: 0, 500it or 2ep."),
         click.option("--batch-size", type=int, help="Minibatch size."),
         click.option("--dataset", help="Dataset name (digits is built in and needs no network)."),
         click.option("--model", help="Model name."),
@@ -121,6 +124,7 @@ def build_run_config(opts: dict):
         "prune.scope": opts.get("scope"), "prune.rewind": opts.get("rewind"),
         "prune.controls": _controls(opts.get("controls")), "seeds": _seeds(opts.get("seeds")),
         "train.optimizer": opts.get("optimizer"), "train.lr": opts.get("lr"),
+        "train.schedule": opts.get("schedule"), "train.warmup": opts.get("warmup"),
         "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
         "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
         "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
@@ -179,7 +183,8 @@ def runs(out):
 
 @main.command(name="plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--kind", help="Only this kind of component (criteria, initializers, optimizers, models, datasets, controls).")
+@click.option("--kind", help="Only this kind of component (criteria, initializers, optimizers, models, datasets, "
+                             "controls, schedules, augmentations).")
 def plugins_command(as_json, kind):
     """List plugins (built-in and installed): version, status and the names they provide.
 

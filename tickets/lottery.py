@@ -18,12 +18,15 @@ import torch
 import yaml
 
 from tickets import config as config_mod
+from tickets.augment import configured_transforms
+from tickets.checkpoint import Checkpoint
 from tickets.config import RunConfig
 from tickets.data import Splits, make_splits
 from tickets.errors import TicketsError
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
+from tickets.schedules import lr_factor
 from tickets.store import (RunStore, atomic_torch_save, torch_load,
                            write_csv_rows)
 from tickets.ticket import ControlContext, CriterionContext, State, Ticket, clone_state, initialize_, prunable_state
@@ -68,14 +71,17 @@ class Components:
     make_optimizer: object
     criterion: object
     controls: dict
+    schedule: object
+    augmentations: dict
 
 
 def resolve_components(config: RunConfig, registry: Registry) -> tuple[Components, dict]:
     """Look up every component by name; return them and their provenance for run.json."""
     wanted = {"dataset": ("datasets", config.data.dataset), "model": ("models", config.model.name),
               "initializer": ("initializers", config.model.init), "optimizer": ("optimizers", config.train.optimizer),
-              "criterion": ("criteria", config.prune.criterion)}
+              "criterion": ("criteria", config.prune.criterion), "schedule": ("schedules", config.train.schedule)}
     wanted.update({f"control:{c}": ("controls", c) for c in config.prune.controls})
+    wanted.update({f"augmentation:{a}": ("augmentations", a) for a in config.data.augment})
     entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
     provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
                          "version": e.provider.version} for role, e in entries.items()}
@@ -83,6 +89,8 @@ def resolve_components(config: RunConfig, registry: Registry) -> tuple[Component
         load_dataset=entries["dataset"].obj, make_model=entries["model"].obj, init=entries["initializer"].obj,
         make_optimizer=entries["optimizer"].obj, criterion=entries["criterion"].obj,
         controls={c: entries[f"control:{c}"].obj for c in config.prune.controls},
+        schedule=entries["schedule"].obj,
+        augmentations={a: entries[f"augmentation:{a}"].obj for a in config.data.augment},
     )
     return components, provenance
 
@@ -161,6 +169,8 @@ class LotteryRun:
         self.components, self.provenance = resolve_components(config, registry)
         self.splits = load_splits(config, self.components.load_dataset)
         self.schedule = make_schedule(config, self.splits.train_x.shape[0])
+        self.lr_factor = lr_factor(config, self.components.schedule, self.schedule.total, self.schedule.per_epoch)
+        self.augment = configured_transforms(config, self.components.augmentations, self.splits.input_shape)
         self.make_optimizer = optimizer_factory(config, self.components.make_optimizer)
         build_model(config, self.components.make_model, self.splits)  # fail on bad options before writing
         self.store = open_run(config, Path(out_root), verb)
@@ -188,8 +198,7 @@ class LotteryRun:
         dense = Ticket(Mask.ones_for(model), theta0, 0)
         if not (store.round_dir(seed, 0) / "mask.pt").exists():
             dense.mask.save(store.round_dir(seed, 0) / "mask.pt")
-        capture = sched.rewind if sched.rewind > 0 else None
-        final = self._train_or_load(model, seed, 0, "ticket", dense, capture_at=capture)
+        final = self._train_or_load(model, seed, 0, "ticket", dense, capture_at=(sched.rewind,))
         rewind_path = store.seed_dir(seed) / "rewind.pt"
         rewind_state = torch_load(rewind_path)
 
@@ -263,28 +272,41 @@ class LotteryRun:
         self.progress.skip(self._label(seed, round_, variant))
         return True
 
+    def train(self, model, ticket: Ticket, net_dir: Path, label: str, *, data_seed: int, torch_seed: int,
+              capture_at=(), end_iteration: int | None = None) -> TrainOutcome:
+        """Train one network with the run's settings (schedule, augmentation, checkpoints in ``net_dir``)."""
+        torch.manual_seed(torch_seed)
+        end = self.schedule.total if end_iteration is None else end_iteration
+        self.progress.start(label, end)
+        t = self.config.train
+        checkpoint = Checkpoint(net_dir, t.checkpoint_every, on_resume=lambda iteration: self.progress.message(
+            f"{label} | resuming from its checkpoint at iteration {iteration}"))
+        return train_network(
+            model, ticket, self.make_optimizer, self.splits, end_iteration=end,
+            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=data_seed, accelerator=t.accelerator,
+            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=self.progress.update,
+            lr_factor=self.lr_factor, augment=self.augment, checkpoint=checkpoint,
+        )
+
     def _train_or_load(self, model, seed: int, round_: int, variant: str, ticket: Ticket,
-                       capture_at: int | None = None) -> State:
+                       capture_at=()) -> State:
         """Train one network unless its directory is complete; return its final weights."""
         store = self.store
         net_dir = store.network_dir(seed, round_, variant)
         label = self._label(seed, round_, variant)
         if self._already_done(seed, round_, variant):
+            Checkpoint(net_dir).remove()  # left behind when a run stopped between done.json and its removal
             return torch_load(net_dir / "final.pt")
-        torch.manual_seed(stable_seed(seed, round_, variant))
-        self.progress.start(label, self.schedule.total)
-        t = self.config.train
-        outcome = train_network(
-            model, ticket, self.make_optimizer, self.splits, end_iteration=self.schedule.total,
-            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed, accelerator=t.accelerator,
-            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=self.progress.update,
-        )
+        outcome = self.train(model, ticket, net_dir, label, data_seed=seed,
+                             torch_seed=stable_seed(seed, round_, variant), capture_at=capture_at)
         if round_ == 0 and variant == "ticket":
-            atomic_torch_save(outcome.captured_state or ticket.state, store.seed_dir(seed) / "rewind.pt")
+            atomic_torch_save(outcome.captured.get(self.schedule.rewind, ticket.state),
+                              store.seed_dir(seed) / "rewind.pt")
         row = self._row(seed, round_, variant, ticket.mask, outcome)
         write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
         atomic_torch_save(outcome.final_state, net_dir / "final.pt")
         store.finish_network(seed, round_, variant, row)
+        Checkpoint(net_dir).remove()
         self.progress.finish(label, row)
         return outcome.final_state
 
