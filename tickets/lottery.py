@@ -138,14 +138,20 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
     return store
 
 
-def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
-                devices=None, quiet: bool = False) -> RunStore:
-    """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
-    run_dir = Path(run_dir)
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The config a run was made with (its config.yaml), named after its directory."""
     if not (run_dir / "config.yaml").is_file():
         raise TicketsError(f"{run_dir} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
     config = config_mod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
     config.name = run_dir.name
+    return config
+
+
+def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
+                devices=None, quiet: bool = False) -> RunStore:
+    """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
     config.prune.controls = list(dict.fromkeys([*config.prune.controls, *controls]))
     if accelerator is not None:
         config.train.accelerator = accelerator

@@ -136,6 +136,7 @@ class MaskedTraining(pl.LightningModule):
         return self.make_optimizer(self.model.parameters())
 
     def on_fit_start(self) -> None:
+        self.model.train()  # whatever mode the caller left it in (Lightning keeps submodules' modes)
         params = dict(self.model.named_parameters())
         self._masked = []
         for name, keep in self.ticket.mask.tensors.items():
@@ -155,12 +156,14 @@ class MaskedTraining(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._optimizer = self.optimizers(use_pl_optimizer=not self._direct)
-        self._param_groups = self.optimizers(use_pl_optimizer=False).param_groups
-        self._base_lrs = [group["lr"] for group in self._param_groups]
-        if self.resume is not None:
+        self._base_lrs = [group["lr"] for group in self.optimizers(use_pl_optimizer=False).param_groups]
+        resumed = self.resume is not None
+        if resumed:
             self._restore(self.resume)
             self.resume = None
-        else:
+        # taken after restoring: loading an optimizer's state replaces its parameter groups
+        self._param_groups = self.optimizers(use_pl_optimizer=False).param_groups
+        if not resumed:
             if self.iteration in self.capture_at:
                 self.captured[self.iteration] = _cpu_state(self.model)
             self._evaluate()

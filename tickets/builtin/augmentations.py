@@ -22,13 +22,13 @@ def crop(x, generator, padding=4):
     if padding == 0:
         return x
     n, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    top, left = torch.randint(0, 2 * padding + 1, (2, n, 1), generator=generator, device=x.device)
-    rows = (top + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (left + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    images = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channels = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[images, channels, rows, cols]
+    width = w + 2 * padding
+    padded = F.pad(x, (padding, padding, padding, padding)).flatten(2)  # n x c x (padded pixels)
+    top, left = torch.randint(0, 2 * padding + 1, (2, n, 1, 1), generator=generator, device=x.device)
+    rows = top + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = left + torch.arange(w, device=x.device).view(1, 1, w)
+    index = (rows * width + cols).view(n, 1, h * w).expand(n, c, h * w)  # each output pixel's source
+    return padded.gather(2, index).view(n, c, h, w)
 
 
 @hookimpl
