@@ -1,5 +1,4 @@
 """Augmentation: flip and crop by hand, batches fixed by (seed, iteration), the same for ticket and controls."""
-import pytest
 import torch
 
 from test_plugins import invoke, site  # noqa: F401 - the fixture that 'installs' a plugin distribution
