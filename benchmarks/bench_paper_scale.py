@@ -14,7 +14,7 @@ The images are random normal tensors of CIFAR-10's shape: the cost of a step, a 
 does not depend on pixel values, and no download is needed. ``bench_epoch.py`` checks that a
 run with no schedule, augmentation or checkpoint is as fast as a plain PyTorch loop.
 
-    python benchmarks/bench_paper_scale.py [--accelerator cpu|gpu] [--steps 30] [--repeats 3]
+    python benchmarks/bench_paper_scale.py [--accelerator cpu|gpu] [--precision bf16-mixed] [--steps 30] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -73,12 +73,12 @@ class StepTimer:
         MaskedTraining.training_step = self.original
 
 
-def step_seconds(model, ticket, splits, steps, accelerator, **kwargs) -> float:
+def step_seconds(model, ticket, splits, steps, accelerator, precision="32-true", **kwargs) -> float:
     """Median seconds per training step (the first two steps, warm-up, left out)."""
     timer = StepTimer()
     try:
         train_network(model, ticket, sgd, splits, end_iteration=steps + 2, eval_every=10 ** 9, batch_size=128,
-                      data_seed=0, accelerator=accelerator, **kwargs)
+                      data_seed=0, accelerator=accelerator, precision=precision, **kwargs)
     finally:
         timer.restore()
     return statistics.median(timer.times[2:])
@@ -114,26 +114,27 @@ def main():
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="32-true", help="Lightning precision of the steps, e.g. bf16-mixed")
     args = parser.parse_args()
     splits = cifar_shaped(128 * (args.steps + 2))
-    print(f"torch {torch.__version__}, accelerator {args.accelerator}, torch threads {torch.get_num_threads()}, "
+    print(f"torch {torch.__version__}, accelerator {args.accelerator}, precision {args.precision}, torch threads {torch.get_num_threads()}, "
           f"medians over {args.repeats} repeats of {args.steps} steps")
 
     model, ticket = network("resnet20")
     plain, augmented, default_ckpt = [], [], []
     for _ in range(args.repeats):
-        plain.append(step_seconds(model, ticket, splits, args.steps, args.accelerator))
-        augmented.append(step_seconds(model, ticket, splits, args.steps, args.accelerator, augment=[crop, flip]))
+        run = lambda **kw: step_seconds(model, ticket, splits, args.steps, args.accelerator, args.precision, **kw)  # noqa: E731
+        plain.append(run())
+        augmented.append(run(augment=[crop, flip]))
         with tempfile.TemporaryDirectory() as folder:
-            default_ckpt.append(step_seconds(model, ticket, splits, args.steps, args.accelerator,
-                                             checkpoint=Checkpoint(folder)))
+            default_ckpt.append(run(checkpoint=Checkpoint(folder)))
     base = statistics.median(plain)
     print("\nResNet-20, CIFAR-shaped batch 128, SGD momentum: ms per training step")
-    print(f"{'what':<48} {'ms/step':>9} {'vs none':>8}")
+    print(f"{'what':<48} {'ms/step':>9} {'it/s':>8} {'vs none':>8}")
     for label, times in (("no augmentation, no checkpoint", plain), ("crop + flip", augmented),
                          (f"default checkpointing (none due in {args.steps} steps)", default_ckpt)):
         t = statistics.median(times)
-        print(f"{label:<48} {1000 * t:9.2f} {t / base:7.3f}x")
+        print(f"{label:<48} {1000 * t:9.2f} {1 / t:8.1f} {t / base:7.3f}x")
 
     print(f"\nCheckpoint cost at the default interval (one save per {DEFAULT_SECONDS:.0f} s of training)")
     print(f"{'network':<10} {'save ms':>9} {'size MB':>9} {'share of interval':>18}")

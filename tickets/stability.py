@@ -41,12 +41,12 @@ from tickets import config as config_mod
 from tickets.checkpoint import Checkpoint
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
-from tickets.lottery import LotteryRun, build_model, stable_seed
+from tickets.lottery import LotteryRun, build_model, check_inputs, stable_seed
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
 from tickets.store import (RunLock, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json,
-                           torch_load, write_csv_rows)
+                           write_csv_rows)
 from tickets.ticket import ControlContext, State, Ticket
 from tickets.training import METRIC_COLUMNS, loss_and_accuracy, make_trainer
 
@@ -206,14 +206,16 @@ class StabilityAnalysis:
         s = self.settings
         settings = {"at": s.ks, "points": s.points, "reset_bn": s.reset_bn, "seeds": s.seeds, "rounds": s.rounds,
                     "controls": s.controls}
+        for seed in s.seeds:
+            check_inputs(self.store, seed)
         if self.existing_run:
-            with RunLock(self.store.dir):
+            with RunLock(self.store.dir), self.progress:
                 self._analyse(settings)
         else:
             sched = self.lottery.schedule
             with self.store.running(config_mod.dump(self.config), verb="stability",
                                     components=self.lottery.provenance, iterations=sched.total,
-                                    iterations_per_epoch=sched.per_epoch):
+                                    iterations_per_epoch=sched.per_epoch), self.progress:
                 self._analyse(settings)
         return self.dir
 
@@ -266,9 +268,9 @@ class StabilityAnalysis:
             if k == 0:
                 continue
             if self.existing_run and k == run_rewind and (self.store.seed_dir(seed) / "rewind.pt").exists():
-                thetas[k] = torch_load(self.store.seed_dir(seed) / "rewind.pt")
+                thetas[k] = self.store.load(self.store.seed_dir(seed) / "rewind.pt")
             elif (seed_dir / f"rewind_{k}.pt").exists():
-                thetas[k] = torch_load(seed_dir / f"rewind_{k}.pt")
+                thetas[k] = self.store.load(seed_dir / f"rewind_{k}.pt")
         missing = [k for k in self.settings.ks if k not in thetas]
         if missing:
             dense = Ticket(Mask.ones_for(model), theta0, 0)
@@ -280,7 +282,7 @@ class StabilityAnalysis:
                 atomic_torch_save(outcome.captured[k], seed_dir / f"rewind_{k}.pt")
                 thetas[k] = outcome.captured[k]
             Checkpoint(seed_dir / "trajectory").remove()
-            self.progress.message(f"{label} | done")
+            self.progress.note(f"{label} | done")
         return thetas
 
     # one network at one k -------------------------------------------------------
@@ -312,17 +314,20 @@ class StabilityAnalysis:
         label = self._label(seed, round_, variant, k, i)
         if (copy_dir / "done.json").exists():
             self.progress.skip(label)
-            return torch_load(copy_dir / "final.pt")
+            return self.store.load(copy_dir / "final.pt")
         outcome = self.lottery.train(model, ticket, copy_dir, label, data_seed=stable_seed(seed, "stability copy", i),
                                      torch_seed=stable_seed(seed, round_, variant, k, "copy", i))
         write_csv_rows(copy_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
         atomic_torch_save(outcome.final_state, copy_dir / "final.pt")
+        Checkpoint(copy_dir).remove()
         row = {"seed": seed, "round": round_, "variant": variant, "k": k, "copy": i,
                "weights_remaining": round(ticket.mask.density(), 6), **outcome.fields,
-               "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3)}
+               "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3), "status": outcome.status}
         atomic_write_json(copy_dir / "done.json", row)
-        Checkpoint(copy_dir).remove()
         self.progress.finish(label, row)
+        if outcome.diverged_at is not None:
+            self.progress.warn(f"{label} diverged at iteration {outcome.diverged_at}: its path errors are "
+                               "those of non-finite weights; a lower --lr may help")
         return outcome.final_state
 
     def _path_errors(self, model, seed: int, finals: list[State]) -> list[float]:
