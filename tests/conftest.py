@@ -12,7 +12,8 @@ from tickets import plugins
 
 os.environ.setdefault("TICKETS_STRICT_PLUGINS", "1")  # tests run strict, as design.md asks
 
-TINY = ["--epochs", "0.3", "--set", "train.eval_every=5", "--quiet"]
+# one seed, trained in this process (prune's defaults are 3 seeds and a worker per core)
+TINY = ["--epochs", "0.3", "--set", "train.eval_every=5", "--seeds", "0", "--set", "execution.workers=1", "--quiet"]
 
 
 @pytest.fixture(autouse=True)

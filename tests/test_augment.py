@@ -68,7 +68,8 @@ def test_ticket_and_every_control_see_the_dense_networks_augmented_batches(site,
     site.install("tickets-recorder", "0.1", {"recorder_plugin": RECORDER}, {"recorder": "recorder_plugin"})
     result = invoke("prune", "--out", tmp_path, "--name", "aug", "--rounds", "1", "--rewind", "4it",
                     "--controls", "reinit,random_prune", "--set", "train.iterations=12", "--set", "train.eval_every=5",
-                    "--set", "data.augment=[crop, flip, record]", "--quiet", env={"TICKETS_STRICT_PLUGINS": "1"})
+                    "--set", "data.augment=[crop, flip, record]", "--seeds", "0",
+                    "--set", "execution.workers=1", "--quiet", env={"TICKETS_STRICT_PLUGINS": "1"})
     assert result.exit_code == 0, result.output
     import recorder_plugin
     # the 2-image batch is the probe that checks the configured augmentations once at start

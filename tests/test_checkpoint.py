@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["--rounds", "1", "--controls", "none", "--optimizer", "sgd", "--lr", "0.05",
             "--set", "train.optimizer_options={momentum: 0.9}", "--schedule", "cosine", "--warmup", "10it",
             "--set", "data.augment=[crop]", "--rewind", "30it", "--set", "train.iterations=160",
-            "--set", "train.eval_every=25", "--set", "train.checkpoint_every=20", "--name", "k"]
+            "--set", "train.eval_every=25", "--set", "train.checkpoint_every=20", "--name", "k",
+            "--seeds", "0", "--set", "execution.workers=1"]  # trained in the process that is killed
 
 
 def strip(rows):

@@ -1,7 +1,7 @@
 """Config: defaults, shipped YAML files, flag and --set overrides, run names."""
 import pytest
 
-from tickets.config import CONFIG_DIR, build_config, default_name, fingerprint, parse_rewind
+from tickets.config import CONFIG_DIR, build_config, config_defaults, default_name, fingerprint, parse_rewind
 from tickets.errors import TicketsError
 from tickets.plugins import registry
 from tickets.config import check_names
@@ -10,8 +10,9 @@ from tickets.lottery import make_schedule
 from tickets.schedules import lr_factor
 
 
-def test_quick_config_is_the_default():
-    assert build_config("quick") == build_config(None)
+def test_quick_config_is_the_default_of_prune():
+    assert build_config("quick") == build_config(None, defaults=config_defaults("prune"))
+    assert build_config(None, defaults=config_defaults("prune")).seeds == [0, 1, 2]
 
 
 @pytest.mark.parametrize("path", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))

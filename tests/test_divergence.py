@@ -52,8 +52,8 @@ def test_training_stops_at_the_first_non_finite_loss():
 
 
 def test_a_diverged_ticket_ends_its_seed_and_the_run_exits_3(tmp_path):
-    result = run_cli("prune", "--out", tmp_path, "--name", "nan", "--rounds", "2", "--seeds", "0,1",
-                     "--controls", "reinit", *TINY, *HUGE_LR, expect=3)
+    result = run_cli("prune", "--out", tmp_path, "--name", "nan", "--rounds", "2", *TINY, "--seeds", "0,1",
+                     "--controls", "reinit", *HUGE_LR, expect=3)
     run_dir = tmp_path / "nan"
     rows = read_results(run_dir)
     # both seeds' dense networks were trained (seed 1 went on after seed 0 diverged), nothing after them
@@ -67,8 +67,8 @@ def test_a_diverged_ticket_ends_its_seed_and_the_run_exits_3(tmp_path):
 
     # resuming does not train them again, and still says the run holds diverged networks
     stamps = {p: p.stat().st_mtime_ns for p in run_dir.glob("seed_*/round_0/ticket/final.pt")}
-    run_cli("prune", "--out", tmp_path, "--name", "nan", "--rounds", "2", "--seeds", "0,1",
-            "--controls", "reinit", *TINY, *HUGE_LR, expect=3)
+    run_cli("prune", "--out", tmp_path, "--name", "nan", "--rounds", "2", *TINY, "--seeds", "0,1",
+            "--controls", "reinit", *HUGE_LR, expect=3)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 

@@ -101,7 +101,7 @@ def test_compare_on_an_unavailable_accelerator_touches_nothing(existing):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--devices", "2"], "tickets trains one network per process, but accelerator='cpu' devices=2"),
+    (["--devices", "2", "--accelerator", "gpu"], "--devices 2 asks for 2 GPUs, but"),
     (["--set", "train.precision=bogus"], "precision='bogus' cannot be used here (Precision 'bogus' is invalid."),
 ])
 def test_device_count_and_precision_errors_are_one_line(tmp_path, args, message):

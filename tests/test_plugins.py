@@ -22,7 +22,7 @@ from tickets.errors import TicketsError
 from tickets.registry import Provider
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
-TINY_PRUNE = ["prune", "--rounds", "2", "--epochs", "0.2", "--controls", "none", "--set", "train.eval_every=5",
+TINY_PRUNE = ["prune", "--rounds", "2", "--epochs", "0.2", "--controls", "none", "--set", "train.eval_every=5", "--seeds", "0",
               "--quiet"]
 
 WORKING = '''

@@ -2,7 +2,14 @@
 
 Third-party plugins mark their hook implementations with :data:`tickets.hookimpl`.
 """
-import pluggy
+import os
+
+# Intel MKL's strict conditional numerical reproducibility: matrix products give the same bits
+# whatever the number of threads, so a network's result does not depend on how many workers
+# share the machine. Set before torch loads MKL; a user's own setting wins.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+import pluggy  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from tickets import plugins as plugin_mod
+from tickets.config import config_defaults
 from tickets.errors import TicketsError
 
 EXIT_USAGE = 2
@@ -38,10 +39,7 @@ class TicketsGroup(click.Group):
             hint = f" (see '{error.ctx.command_path} --help')" if getattr(error, "ctx", None) else ""
             click.echo(f"Error: {error.format_message()}{hint}", err=True)
             sys.exit(error.exit_code if error.exit_code != 1 else EXIT_USAGE)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except KeyboardInterrupt:
+        except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
             click.echo("\nInterrupted: run the same command again to resume where it stopped.", err=True)
             sys.exit(EXIT_INTERRUPTED)
 
@@ -130,7 +128,32 @@ def run_options(func=None, *, without: tuple[str, ...] = ()):
     return func
 
 
-def build_run_config(opts: dict):
+def execution_options(func):
+    """The flags that choose how networks are executed (never what they compute)."""
+    options = [
+        click.option("--workers", help="Networks trained at once on this machine: a count, or auto (one per CPU "
+                                       "core, or per GPU); 1 trains in this process."),
+        click.option("--workers-per-gpu", type=int, help="Workers sharing each GPU (small networks)."),
+        click.option("--executor", help="local (this machine) or ray (a Ray cluster; pip install \"tickets[ray]\")."),
+        click.option("--address", help="Ray cluster: none starts a local instance; auto; ray://host:port."),
+        click.option("--cpus-per-network", type=float, help="Ray: CPUs reserved per network."),
+        click.option("--gpus-per-network", type=float, help="Ray: GPUs per network (fractions share a GPU)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _workers(value: str | None):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise TicketsError(f"--workers {value!r}: give a count of at least 1 or auto, e.g. --workers 2") from None
+
+
+def build_run_config(opts: dict, defaults: dict | None = None):
     from tickets.config import build_config
 
     overrides = {
@@ -143,18 +166,24 @@ def build_run_config(opts: dict):
         "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
         "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
         "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
+        "execution.workers": _workers(opts.get("workers")), "execution.workers_per_gpu": opts.get("workers_per_gpu"),
+        "execution.executor": opts.get("executor"), "execution.address": opts.get("address"),
+        "execution.cpus_per_network": opts.get("cpus_per_network"),
+        "execution.gpus_per_network": opts.get("gpus_per_network"),
         "train.loggers": list(opts["loggers"]) if opts.get("loggers") else None,
     }
-    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()))
+    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()), defaults=defaults)
+
 
 
 @main.command()
 @run_options
+@execution_options
 def prune(**opts):
     """Iterative magnitude pruning with rewinding and controls (resumable)."""
     from tickets.lottery import LotteryRun
 
-    config = build_run_config(opts)
+    config = build_run_config(opts, defaults=config_defaults("prune"))
     run = LotteryRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"])
     store = run.run()
     _finish(store, opts["quiet"])
@@ -162,6 +191,7 @@ def prune(**opts):
 
 @main.command()
 @run_options
+@execution_options
 def train(**opts):
     """Train one dense network (round 0 only, no controls)."""
     from tickets.lottery import LotteryRun
@@ -257,15 +287,18 @@ def plugins_command(as_json, kind):
 @click.option("--devices", help="Lightning devices: 1, a device index list, or auto.")
 @logger_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def compare(run, controls, accelerator, devices, loggers, quiet):
+@execution_options
+def compare(run, controls, accelerator, devices, loggers, quiet, **execution):
     """Train the controls RUN lacks for its saved tickets, then write its report."""
     from tickets.lottery import compare_run
 
     names = _controls(controls)
     if not names:
         raise TicketsError("--controls names no control; give e.g. --controls reinit,random_prune")
+    execution["workers"] = _workers(execution["workers"])
     store = compare_run(run, names, plugin_mod.registry(), accelerator=accelerator, devices=_devices(devices),
-                        loggers=list(loggers) or None, quiet=quiet)
+                        loggers=list(loggers) or None, quiet=quiet,
+                        execution={k: v for k, v in execution.items() if v is not None})
     _finish(store, quiet)
 
 

@@ -83,6 +83,20 @@ class SupermaskConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    # How networks are run; never changes results (see RESUMABLE_KEYS). workers: "auto" (one per
+    # CPU core, or per GPU times workers_per_gpu when training on GPUs) or a count (1: in this
+    # process); executor: local (worker processes on this machine) or ray; address: the Ray
+    # cluster (none: start a local Ray instance; auto; ray://host:port).
+    workers: typing.Any = "auto"
+    workers_per_gpu: int = 1
+    executor: str = "local"
+    address: typing.Optional[str] = None
+    cpus_per_network: float = 1.0
+    gpus_per_network: typing.Optional[float] = None
+
+
+@dataclass
 class RunConfig:
     name: typing.Optional[str] = None
     seeds: list = field(default_factory=lambda: [0])
@@ -91,18 +105,20 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     supermask: SupermaskConfig = field(default_factory=SupermaskConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
-            "supermask": SupermaskConfig}
+            "supermask": SupermaskConfig, "execution": ExecutionConfig}
 
 # Settings that may change between invocations of the same run: changing them extends the
 # run (more rounds, seeds or controls) or moves it to other hardware, never changes results.
 RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices",
-                  "train.checkpoint_every", "train.loggers")
+                  "train.checkpoint_every", "train.loggers",
+                  *(f"execution.{f.name}" for f in dataclasses.fields(ExecutionConfig)))
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # a link to the repository's configs/ (shipped in the wheel)
 
@@ -208,10 +224,22 @@ def nest(dotted: dict[str, Any]) -> dict:
     return out
 
 
+# A newcomer's `tickets prune` runs 3 seeds, so that its report can test tickets against controls.
+COMMAND_DEFAULTS = {"prune": {"seeds": [0, 1, 2]}}
+
+
+def config_defaults(verb: str) -> dict:
+    """A command's own defaults, applied over the dataclasses' before the config file."""
+    return COMMAND_DEFAULTS.get(verb, {})
+
+
 def build_config(config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                 sets: list[str] = ()) -> RunConfig:
-    """Defaults, then the YAML file, then flag overrides (dotted keys), then ``--set`` items."""
+                 sets: list[str] = (), defaults: dict | None = None) -> RunConfig:
+    """Defaults (the dataclasses', then a command's own), the YAML file, flag overrides (dotted
+    keys), then ``--set`` items."""
     config = RunConfig()
+    if defaults:
+        _apply(config, defaults, "defaults")
     if config_path:
         path = resolve_config_path(config_path)
         _apply(config, load_yaml(path), str(path))
@@ -295,9 +323,35 @@ def validate(config: RunConfig) -> None:
         raise TicketsError(f"data.val_size must be at least 1 (early stopping needs a validation split), got {d.val_size}")
     if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
         raise TicketsError(f"run name {config.name!r} may use letters, digits, '.', '_' and '-' only")
+    validate_execution(config)
     s = config.supermask
     if not 0 < s.density <= 1:
         raise TicketsError(f"supermask.density must be in (0, 1], got {s.density}")
+
+
+EXECUTORS = ("local", "ray")
+
+
+def validate_execution(config: RunConfig) -> None:
+    """Check the execution section (how networks are run) and its combination with devices."""
+    e = config.execution
+    if e.workers != "auto" and not (isinstance(e.workers, int) and not isinstance(e.workers, bool) and e.workers >= 1):
+        raise TicketsError(f"workers must be a count of at least 1 or auto, got {e.workers!r}; e.g. --workers 2")
+    if e.workers_per_gpu < 1:
+        raise TicketsError(f"workers_per_gpu must be at least 1, got {e.workers_per_gpu}")
+    if e.executor not in EXECUTORS:
+        raise TicketsError(f"unknown executor {e.executor!r}; use one of {', '.join(EXECUTORS)}")
+    if e.cpus_per_network <= 0:
+        raise TicketsError(f"cpus_per_network must be positive, got {e.cpus_per_network}")
+    if e.gpus_per_network is not None and not 0 < e.gpus_per_network:
+        raise TicketsError(f"gpus_per_network must be positive (fractions share a GPU), got {e.gpus_per_network}")
+    devices = config.train.devices
+    if isinstance(devices, int) and devices > 1 and config.train.batch_size % devices:
+        raise TicketsError(f"batch size {config.train.batch_size} does not split evenly over {devices} devices; "
+                           "choose a batch size that is a multiple of --devices")
+    if isinstance(devices, int) and devices > 1 and isinstance(e.workers, int) and e.workers > 1:
+        raise TicketsError(f"--devices {devices} trains one network on several devices and --workers {e.workers} "
+                           "trains several networks at once; use one of them")
 
 
 def check_names(config: RunConfig, registry, *, controls: bool = True) -> None:

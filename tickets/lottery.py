@@ -12,114 +12,26 @@ weights), and the other seeds go on.
 """
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
+import heapq
 from functools import partial
 from pathlib import Path
 
 import torch
 
 from tickets import config as config_mod
-from tickets.augment import configured_transforms
-from tickets.checkpoint import Checkpoint
+from tickets.components import (Components, RunContext, Schedule, build_model, load_splits,  # noqa: F401
+                                 make_schedule, optimizer_factory, resolve_components, stable_seed)
 from tickets.config import RunConfig
-from tickets.data import Splits, make_splits
 from tickets.errors import TicketsError
-from tickets.loggers import check_loggers, close_loggers, network_loggers
+from tickets.executors import ExecutionPlan, make_executor
+from tickets.jobs import NetworkJob, remember_context
+from tickets.loggers import check_loggers
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.schedules import lr_factor
-from tickets.store import DIVERGED, RunStore, atomic_torch_save, write_csv_rows
-from tickets.ticket import ControlContext, CriterionContext, State, Ticket, clone_state, initialize_, prunable_state
-from tickets.training import (METRIC_COLUMNS, BatchStream, TrainOutcome, check_trainer_settings,
-                              iterations_per_epoch, train_network)
-
-
-def stable_seed(*parts) -> int:
-    """A seed derived from names and numbers, the same on every machine and Python run."""
-    return zlib.crc32("/".join(str(p) for p in parts).encode())
-
-
-@dataclass
-class Schedule:
-    """How long each network trains, and where the rewind point is (in iterations)."""
-
-    total: int
-    rewind: int
-    per_epoch: int
-
-
-def make_schedule(config: RunConfig, n_train: int) -> Schedule:
-    """Iterations of training and the rewind iteration; a rewind point past training is an error."""
-    per_epoch = iterations_per_epoch(n_train, config.train.batch_size)
-    total = config.train.iterations or max(1, round(config.train.epochs * per_epoch))
-    amount, unit = config_mod.parse_rewind(config.prune.rewind)
-    rewind = amount * per_epoch if unit == "ep" else amount
-    if rewind >= total:
-        raise TicketsError(
-            f"rewind point {config.prune.rewind!r} (iteration {rewind}) is not before the end of training "
-            f"(iteration {total}, {per_epoch} per epoch); use a smaller --rewind or train longer"
-        )
-    return Schedule(total, rewind, per_epoch)
-
-
-@dataclass
-class Components:
-    """The registered objects a run uses, looked up once."""
-
-    load_dataset: object
-    make_model: object
-    init: object
-    make_optimizer: object
-    criterion: object
-    controls: dict
-    schedule: object
-    augmentations: dict
-
-
-def resolve_components(config: RunConfig, registry: Registry) -> tuple[Components, dict]:
-    """Look up every component by name; return them and their provenance for run.json."""
-    wanted = {"dataset": ("datasets", config.data.dataset), "model": ("models", config.model.name),
-              "initializer": ("initializers", config.model.init), "optimizer": ("optimizers", config.train.optimizer),
-              "criterion": ("criteria", config.prune.criterion), "schedule": ("schedules", config.train.schedule)}
-    wanted.update({f"control:{c}": ("controls", c) for c in config.prune.controls})
-    wanted.update({f"augmentation:{a}": ("augmentations", a) for a in config.data.augment})
-    entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
-    provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
-                         "version": e.provider.version} for role, e in entries.items()}
-    components = Components(
-        load_dataset=entries["dataset"].obj, make_model=entries["model"].obj, init=entries["initializer"].obj,
-        make_optimizer=entries["optimizer"].obj, criterion=entries["criterion"].obj,
-        controls={c: entries[f"control:{c}"].obj for c in config.prune.controls},
-        schedule=entries["schedule"].obj,
-        augmentations={a: entries[f"augmentation:{a}"].obj for a in config.data.augment},
-    )
-    return components, provenance
-
-
-def load_splits(config: RunConfig, load_dataset) -> Splits:
-    data = load_dataset(config.data.data_dir, config.data.download)
-    return make_splits(data, config.data.val_size)
-
-
-def build_model(config: RunConfig, make_model, splits: Splits):
-    try:
-        return make_model(splits.num_classes, splits.input_shape, **config.model.options)
-    except TypeError as error:
-        raise TicketsError(f"model {config.model.name!r} rejected model.options {config.model.options!r} ({error}); "
-                           "fix model.options") from None
-
-
-def optimizer_factory(config: RunConfig, make_optimizer):
-    """params -> optimizer; bad optimizer options fail early with the option named."""
-    factory = partial(make_optimizer, lr=config.train.lr, **config.train.optimizer_options)
-    try:
-        factory([torch.nn.Parameter(torch.zeros(1))])
-    except (TypeError, ValueError) as error:
-        raise TicketsError(f"optimizer {config.train.optimizer!r} rejected its options "
-                           f"{config.train.optimizer_options!r} ({error}); fix train.optimizer_options") from None
-    return factory
+from tickets.store import DIVERGED, RunStore
+from tickets.ticket import CriterionContext, prunable_state
+from tickets.training import BatchStream, check_trainer_settings
 
 
 def check_environment(config: RunConfig) -> None:
@@ -158,7 +70,8 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 
 def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
-                devices=None, loggers: list[str] | None = None, quiet: bool = False) -> RunStore:
+                devices=None, loggers: list[str] | None = None, quiet: bool = False,
+                execution: dict | None = None) -> RunStore:
     """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -169,13 +82,22 @@ def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accel
         config.train.devices = devices
     if loggers is not None:
         config.train.loggers = loggers
+    for key, value in (execution or {}).items():
+        setattr(config.execution, key, value)
     config_mod.validate(config)
     run = LotteryRun(config, run_dir.parent, registry, quiet=quiet, saved_tickets_only=True)
     return run.run()
 
 
 class LotteryRun:
-    """Runs (or resumes) iterative magnitude pruning with controls for every seed of a config."""
+    """Runs (or resumes) iterative magnitude pruning with controls for every seed of a config.
+
+    The run is a graph of network jobs (see :mod:`tickets.jobs`): per seed, round r's mask
+    needs round r-1's trained ticket; round r's ticket and its controls need only that mask;
+    seeds are independent. This driver computes each mask as soon as its ticket is trained,
+    hands ready jobs to an executor (tickets first: they are the critical path), and alone
+    writes results.csv and run.json.
+    """
 
     def __init__(self, config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
                  progress: Progress | None = None, quiet: bool = False, saved_tickets_only: bool = False):
@@ -183,91 +105,113 @@ class LotteryRun:
         self.verb = verb
         # compare mode: train only the controls of tickets that are already trained
         self.saved_tickets_only = saved_tickets_only
-        config_mod.check_names(config, registry)
-        self.components, self.provenance = resolve_components(config, registry)
-        self.splits = load_splits(config, self.components.load_dataset)
-        self.schedule = make_schedule(config, self.splits.train_x.shape[0])
-        self.lr_factor = lr_factor(config, self.components.schedule, self.schedule.total, self.schedule.per_epoch)
-        self.augment = configured_transforms(config, self.components.augmentations, self.splits.input_shape)
-        self.make_optimizer = optimizer_factory(config, self.components.make_optimizer)
-        build_model(config, self.components.make_model, self.splits)  # fail on bad options before writing
+        name = config.name or config_mod.default_name(config, verb)
+        self.context = RunContext.create(config, registry, RunStore(Path(out_root), name))
         check_environment(config)
         self.store = open_run(config, Path(out_root), verb)
+        self.schedule = self.context.schedule
         per_seed = 1 + config.prune.rounds * (1 + len(config.prune.controls))
         self.progress = progress or Progress(per_seed * len(config.seeds), quiet=quiet)
+        self.plan = ExecutionPlan.for_run(config, max_parallel=len(config.seeds) * (1 + len(config.prune.controls)))
 
     # the whole run -----------------------------------------------------------
     def run(self) -> RunStore:
         store, config, sched = self.store, self.config, self.schedule
         for seed in config.seeds:
             check_inputs(store, seed)
-        with store.running(config_mod.dump(config), verb=self.verb, components=self.provenance,
+        executor = make_executor(self.plan, self.context, self.progress)  # fails before anything is written
+        with store.running(config_mod.dump(config), verb=self.verb, components=self.context.provenance,
                            iterations=sched.total, rewind_iteration=sched.rewind,
-                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total), self.progress:
+                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total,
+                           execution=self.plan.describe()), self.progress:
+            remember_context(self.context)
             for seed in config.seeds:
-                self.run_seed(seed)
+                self._prepare_seed(seed)
+            with executor:
+                self._drive(executor)
         return store
 
-    # one seed ----------------------------------------------------------------
-    def run_seed(self, seed: int) -> None:
-        config, store, sched = self.config, self.store, self.schedule
-        if self.saved_tickets_only and not store.is_done(seed, 0, "ticket"):
-            return
-        model = build_model(config, self.components.make_model, self.splits)
+    def _drive(self, executor) -> None:
+        """Keep the executor busy with ready jobs until the graph is done."""
+        ready: list = []
+        for seed in self.config.seeds:
+            if not self.saved_tickets_only or self.store.is_done(seed, 0, "ticket"):
+                self._push(ready, self._job(seed, 0, "ticket"))
+        while ready or executor.pending:
+            while ready and executor.pending < executor.capacity:
+                job = heapq.heappop(ready)[1]
+                self.progress.start(self._label(job), self.schedule.total)
+                executor.submit(job)
+            for job, row in executor.wait():
+                self._record(job, row)
+                for following in self._after(job, row):
+                    self._push(ready, following)
+
+    def _push(self, ready: list, job: NetworkJob) -> None:
+        """Queue a job, or take a finished network at once (and queue what follows it).
+
+        A finished network whose files are damaged or missing is trained again, with a warning.
+        """
+        if self.store.is_done(*job.key):
+            problems = self.store.damaged_files(*job.key)
+            if not problems:
+                self.progress.skip(self._label(job))
+                for following in self._after(job, self.store.done_row(*job.key)):
+                    self._push(ready, following)
+                return
+            self.progress.warn(f"{self._label(job)}: {', '.join(problems)}; training it again")
+        heapq.heappush(ready, ((job.variant != "ticket", job.round, job.seed, job.variant), job))
+
+    def _after(self, job: NetworkJob, row: dict) -> list[NetworkJob]:
+        """The jobs a finished network unblocks: a ticket's next round (its mask computed here).
+
+        A diverged ticket ends its seed's chain: no mask comes from non-finite weights.
+        """
+        seed, next_round, rounds = job.seed, job.round + 1, self.config.prune.rounds
+        if job.variant != "ticket" or next_round > rounds:
+            return []
+        if row.get("status") == DIVERGED:
+            self.progress.drop((rounds - job.round) * (1 + len(self.config.prune.controls)))
+            return []
+        if self.saved_tickets_only and not self.store.is_done(seed, next_round, "ticket"):
+            return []
+        self._mask_for_round(seed, next_round)
+        return [self._job(seed, next_round, v) for v in ("ticket", *self.config.prune.controls)]
+
+    def _record(self, job: NetworkJob, row: dict) -> None:
+        self.store.rebuild_results()
+        label = self._label(job)
+        self.progress.finish(label, row)
+        if row.get("status") == DIVERGED:
+            start = 0 if job.round == 0 else self.schedule.rewind
+            self.progress.warn(diverged_warning(label, start + int(row["iterations"]), job.variant == "ticket"))
+
+    def _job(self, seed: int, round_: int, variant: str) -> NetworkJob:
+        return NetworkJob(str(self.store.dir.resolve()), seed, round_, variant)
+
+    def _label(self, job: NetworkJob) -> str:
+        return job.label(self.config.prune.rounds)
+
+    # the driver's own files: theta_0 and the masks -----------------------------
+    def _prepare_seed(self, seed: int) -> None:
+        """theta_0 (seeded) and the dense mask of round 0."""
+        self.context.initial_state(seed)
+        if not (self.store.round_dir(seed, 0) / "mask.pt").exists():
+            Mask.ones_for(self.context.new_model()).save(self.store.round_dir(seed, 0) / "mask.pt")
+
+    def _mask_for_round(self, seed: int, round_: int) -> Mask:
+        """Round r's mask: the criterion scores round r-1's trained ticket; prunes what remains."""
+        store, prune = self.store, self.config.prune
+        path = store.round_dir(seed, round_) / "mask.pt"
+        if path.exists():
+            return Mask(store.load(path))
+        model = self.context.new_model()
         names = prunable_names(model)
-        theta0 = self._initial_state(seed, model)
-        dense = Ticket(Mask.ones_for(model), theta0, 0)
-        if not (store.round_dir(seed, 0) / "mask.pt").exists():
-            dense.mask.save(store.round_dir(seed, 0) / "mask.pt")
-        final = self._train_or_load(model, seed, 0, "ticket", dense, capture_at=(sched.rewind,))
-        if final is None:  # the dense network diverged: there is nothing to prune
-            self.progress.drop(config.prune.rounds * (1 + len(self.components.controls)))
-            return
+        final = store.load(store.network_dir(seed, round_ - 1, "ticket") / "final.pt")
+        theta0 = store.load(store.seed_dir(seed) / "init.pt")
         rewind_state = store.load(store.seed_dir(seed) / "rewind.pt")
-
-        previous_mask = dense.mask
-        for round_ in range(1, config.prune.rounds + 1):
-            if self.saved_tickets_only and not store.is_done(seed, round_, "ticket"):
-                break
-            mask = self._mask_for_round(seed, round_, model, names, theta0, rewind_state, final, previous_mask)
-            ticket = Ticket(mask, rewind_state, sched.rewind)
-            final = self._train_or_load(model, seed, round_, "ticket", ticket)
-            for control_name, control in self.components.controls.items():
-                if self._already_done(seed, round_, control_name):
-                    continue
-                ctx = ControlContext(
-                    seed=seed, round=round_,
-                    generator=torch.Generator().manual_seed(stable_seed(seed, round_, control_name)),
-                    init=theta0, rewind=rewind_state, prunable=names,
-                    initialize=partial(self._fresh_state, model),
-                )
-                self._train(model, seed, round_, control_name, control(ticket, ctx), round_mask=mask)
-            if final is None:  # the ticket diverged: no next mask from non-finite weights
-                self.progress.drop((config.prune.rounds - round_) * (1 + len(self.components.controls)))
-                break
-            previous_mask = mask
-
-    def _initial_state(self, seed: int, model) -> State:
-        path = self.store.seed_dir(seed) / "init.pt"
-        if path.exists():
-            return self.store.load(path)
-        initialize_(model, self.components.init, torch.Generator().manual_seed(seed))
-        state = clone_state(model)
-        atomic_torch_save(state, path)
-        return state
-
-    def _fresh_state(self, model, generator: torch.Generator) -> State:
-        """Weights drawn anew from the run's initializer (the model itself is left as it was)."""
-        fresh = build_model(self.config, self.components.make_model, self.splits)
-        initialize_(fresh, self.components.init, generator)
-        return clone_state(fresh)
-
-    def _mask_for_round(self, seed, round_, model, names, theta0, rewind_state, final, previous_mask) -> Mask:
-        path = self.store.round_dir(seed, round_) / "mask.pt"
-        if path.exists():
-            return Mask(self.store.load(path))
+        previous_mask = Mask(store.load(store.round_dir(seed, round_ - 1) / "mask.pt"))
         model.load_state_dict(final)
-        prune = self.config.prune
         ctx = CriterionContext(
             init=prunable_state(theta0, names), rewind=prunable_state(rewind_state, names),
             final=prunable_state(final, names), mask=previous_mask, model=model,
@@ -276,98 +220,14 @@ class LotteryRun:
             fraction=prune.fraction, layer_fractions=dict(prune.layer_fractions), scope=prune.scope,
             criterion_batches=prune.criterion_batches,
         )
-        scores = self.components.criterion(ctx)
+        scores = self.context.components.criterion(ctx)
         mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope)
         mask.save(path)
         return mask
 
     def _training_batches(self, seed: int, n: int) -> list:
-        stream = BatchStream(self.splits.train_x, self.splits.train_y, self.config.train.batch_size, seed, 0, n)
-        return list(stream)
-
-    # one network -------------------------------------------------------------
-    def _label(self, seed: int, round_: int, variant: str) -> str:
-        return f"seed {seed} | round {round_}/{self.config.prune.rounds} | {variant}"
-
-    def _already_done(self, seed: int, round_: int, variant: str) -> bool:
-        """True for a finished network whose files are intact; a damaged one is trained again, with a warning."""
-        if not self.store.is_done(seed, round_, variant):
-            return False
-        label = self._label(seed, round_, variant)
-        problems = self.store.damaged_files(seed, round_, variant)
-        if problems:
-            self.progress.warn(f"{label}: {', '.join(problems)}; training it again")
-            return False
-        self.progress.skip(label)
-        return True
-
-    def train(self, model, ticket: Ticket, net_dir: Path, label: str, *, data_seed: int, torch_seed: int,
-              capture_at=(), end_iteration: int | None = None, loggers: list = ()) -> TrainOutcome:
-        """Train one network with the run's settings (schedule, augmentation, checkpoints in ``net_dir``)."""
-        torch.manual_seed(torch_seed)
-        end = self.schedule.total if end_iteration is None else end_iteration
-        self.progress.start(label, end)
-        t = self.config.train
-        checkpoint = Checkpoint(net_dir, t.checkpoint_every, on_resume=lambda iteration: self.progress.note(
-            f"{label} | resuming from its checkpoint at iteration {iteration}"))
-        return train_network(
-            model, ticket, self.make_optimizer, self.splits, end_iteration=end,
-            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=data_seed, accelerator=t.accelerator,
-            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=partial(self.progress.update, label),
-            loggers=list(loggers), lr_factor=self.lr_factor, augment=self.augment, checkpoint=checkpoint,
-        )
-
-    def _train_or_load(self, model, seed: int, round_: int, variant: str, ticket: Ticket,
-                       capture_at=()) -> State | None:
-        """Train one network unless it is finished; return its final weights, or None if it diverged."""
-        if not self._already_done(seed, round_, variant):
-            return self._train(model, seed, round_, variant, ticket, capture_at=capture_at)
-        if self.store.done_row(seed, round_, variant)["status"] == DIVERGED:
-            return None
-        return self.store.load(self.store.network_dir(seed, round_, variant) / "final.pt")
-
-    def _train(self, model, seed: int, round_: int, variant: str, ticket: Ticket, capture_at=(),
-               round_mask: Mask | None = None) -> State | None:
-        """Train one network and record it; return its final weights, or None if it diverged.
-
-        ``round_mask`` is the round's mask: a network trained under another mask keeps its own mask.pt.
-        """
-        store = self.store
-        net_dir = store.network_dir(seed, round_, variant)
-        label = self._label(seed, round_, variant)
-        t = self.config.train
-        loggers = network_loggers(t.loggers, store.dir, store.name, seed, round_, variant,
-                                  config_mod.flatten(self.config.to_dict())) if t.loggers else []
-        try:
-            outcome = self.train(model, ticket, net_dir, label, data_seed=seed,
-                                 torch_seed=stable_seed(seed, round_, variant), capture_at=capture_at, loggers=loggers)
-        finally:
-            close_loggers(loggers)
-        rewind_path = store.seed_dir(seed) / "rewind.pt"
-        if round_ == 0 and variant == "ticket" and outcome.diverged_at is None and not rewind_path.exists():
-            atomic_torch_save(outcome.captured.get(self.schedule.rewind, ticket.state), rewind_path)
-        if round_mask is not None and ticket.mask != round_mask:
-            ticket.mask.save(net_dir / "mask.pt")
-        row = self._row(seed, round_, variant, ticket.mask, outcome)
-        write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
-        atomic_torch_save(outcome.final_state, net_dir / "final.pt")
-        inputs = [p for p in (store.seed_dir(seed) / "init.pt", rewind_path, store.round_dir(seed, round_) / "mask.pt")
-                  if p.exists()]
-        Checkpoint(net_dir).remove()  # before finish_network records the directory's files
-        store.finish_network(seed, round_, variant, row, inputs)
-        self.progress.finish(label, row)
-        if outcome.diverged_at is not None:
-            self.progress.warn(diverged_warning(label, outcome.diverged_at, variant == "ticket"))
-            return None
-        return outcome.final_state
-
-    def _row(self, seed: int, round_: int, variant: str, mask: Mask, outcome: TrainOutcome) -> dict:
-        return {
-            "run": self.store.name, "seed": seed, "round": round_, "variant": variant,
-            "criterion": self.config.prune.criterion, "weights_remaining": round(mask.density(), 6),
-            "params_remaining": mask.count(), **{k: _rounded(v) for k, v in outcome.fields.items()},
-            "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3), "status": outcome.status,
-        }
+        splits = self.context.splits
+        return list(BatchStream(splits.train_x, splits.train_y, self.config.train.batch_size, seed, 0, n))
 
 
 def check_inputs(store: RunStore, seed: int) -> None:
@@ -385,6 +245,3 @@ def diverged_warning(label: str, iteration: int, ends_chain: bool) -> str:
     return (f"{label} diverged: the training loss was not finite at iteration {iteration}, so training stopped "
             f"(status diverged in results.csv){then}; a lower --lr may help")
 
-
-def _rounded(value):
-    return round(value, 6) if isinstance(value, float) else value

@@ -41,14 +41,16 @@ from tickets import config as config_mod
 from tickets.checkpoint import Checkpoint
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
-from tickets.lottery import LotteryRun, build_model, check_inputs, stable_seed
+from tickets.components import RunContext, stable_seed
+from tickets.jobs import fresh_state, train_in
+from tickets.lottery import check_environment, check_inputs, open_run
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import (RunLock, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json,
+from tickets.store import (RunLock, RunStore, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json,
                            write_csv_rows)
 from tickets.ticket import ControlContext, State, Ticket
-from tickets.training import METRIC_COLUMNS, loss_and_accuracy, make_trainer
+from tickets.training import METRIC_COLUMNS, TrainOutcome, loss_and_accuracy, make_trainer
 
 COPIES = 2
 STABLE_THRESHOLD = 0.02  # Frankle et al.: stable when instability is below about 2 points
@@ -159,10 +161,17 @@ class StabilityAnalysis:
             config.prune.rounds, config.prune.controls = 0, []
         if seeds is not None and not self.existing_run:
             config.seeds = seeds
-        self.lottery = LotteryRun(config, out_root, registry, verb="stability", quiet=quiet)
-        self.config, self.store = config, self.lottery.store
-        sched = self.lottery.schedule
-        model = build_model(config, self.lottery.components.make_model, self.lottery.splits)
+        if self.existing_run:
+            store = RunStore(Path(run_dir).parent, Path(run_dir).name)
+        else:
+            store = RunStore(Path(out_root), config.name or config_mod.default_name(config, "stability"))
+        self.context = RunContext.create(config, registry, store)
+        check_environment(config)
+        if not self.existing_run:
+            open_run(config, Path(out_root), "stability")  # an existing run of that name must have these settings
+        self.config, self.store = config, store
+        sched = self.context.schedule
+        model = self.context.new_model()
         if reset_bn and not batch_norms(model):
             raise TicketsError(f"--reset-bn: model {config.model.name!r} has no BatchNorm layers; drop --reset-bn")
         run_seeds = config.seeds
@@ -184,7 +193,7 @@ class StabilityAnalysis:
                                  rounds, list(self.controls))
         variants = sum(1 if r == 0 else 1 + len(self.controls) for r in rounds)
         total = len(run_seeds) * variants * len(self.settings.ks) * COPIES
-        self.progress = self.lottery.progress = Progress(total, quiet=quiet)
+        self.progress = Progress(total, quiet=quiet)
         self.dir = self.store.dir / "stability"
 
     def _check_rounds(self, seeds: list[int], rounds: list[int] | None) -> list[int]:
@@ -212,9 +221,9 @@ class StabilityAnalysis:
             with RunLock(self.store.dir), self.progress:
                 self._analyse(settings)
         else:
-            sched = self.lottery.schedule
+            sched = self.context.schedule
             with self.store.running(config_mod.dump(self.config), verb="stability",
-                                    components=self.lottery.provenance, iterations=sched.total,
+                                    components=self.context.provenance, iterations=sched.total,
                                     iterations_per_epoch=sched.per_epoch), self.progress:
                 self._analyse(settings)
         return self.dir
@@ -238,10 +247,9 @@ class StabilityAnalysis:
 
     # one seed -----------------------------------------------------------------
     def _run_seed(self, seed: int) -> None:
-        lottery = self.lottery
-        model = build_model(self.config, lottery.components.make_model, lottery.splits)
+        model = self.context.new_model()
         names = prunable_names(model)
-        theta0 = lottery._initial_state(seed, model)
+        theta0 = self.context.initial_state(seed)
         thetas = self._rewind_states(seed, model, theta0)
         for round_ in self.settings.rounds:
             mask = Mask.ones_for(model) if round_ == 0 else Mask.load(self.store.round_dir(seed, round_) / "mask.pt")
@@ -254,7 +262,7 @@ class StabilityAnalysis:
                             seed=seed, round=round_,
                             generator=torch.Generator().manual_seed(stable_seed(seed, round_, name)),
                             init=theta0, rewind=thetas[k], prunable=names,
-                            initialize=partial(lottery._fresh_state, model))
+                            initialize=partial(fresh_state, self.context))
                         networks[name] = control(ticket, ctx)
                 for variant, network in networks.items():
                     self._analyse_network(model, seed, round_, variant, k, network)
@@ -262,7 +270,7 @@ class StabilityAnalysis:
     def _rewind_states(self, seed: int, model, theta0: State) -> dict[int, State]:
         """theta_k for every k: theta_0, the run's rewind.pt, saved ones, else the dense trajectory's."""
         thetas = {0: theta0}
-        run_rewind = self.lottery.schedule.rewind
+        run_rewind = self.context.schedule.rewind
         seed_dir = self.dir / f"seed_{seed}"
         for k in self.settings.ks:
             if k == 0:
@@ -275,9 +283,9 @@ class StabilityAnalysis:
         if missing:
             dense = Ticket(Mask.ones_for(model), theta0, 0)
             label = f"seed {seed} | dense trajectory to iteration {max(missing)}"
-            outcome = self.lottery.train(model, dense, seed_dir / "trajectory", label, data_seed=seed,
-                                         torch_seed=stable_seed(seed, 0, "ticket"), capture_at=missing,
-                                         end_iteration=max(missing))
+            outcome = self._train(model, dense, seed_dir / "trajectory", label, data_seed=seed,
+                                  torch_seed=stable_seed(seed, 0, "ticket"), capture_at=missing,
+                                  end_iteration=max(missing))
             for k in missing:
                 atomic_torch_save(outcome.captured[k], seed_dir / f"rewind_{k}.pt")
                 thetas[k] = outcome.captured[k]
@@ -305,6 +313,12 @@ class StabilityAnalysis:
                **dict(zip(point_columns(s.points), errors))}
         atomic_write_json(path_file, {"points": s.points, "reset_bn": s.reset_bn, "row": row})
 
+    def _train(self, model, ticket: Ticket, net_dir: Path, label: str, **how) -> TrainOutcome:
+        """Train one network of the analysis with the run's settings, shown in the progress display."""
+        self.progress.start(label, how.get("end_iteration") or self.context.schedule.total)
+        return train_in(self.context, model, ticket, net_dir, label, on_eval=partial(self.progress.update, label),
+                        **how)
+
     @staticmethod
     def _label(seed, round_, variant, k, i) -> str:
         return f"seed {seed} | round {round_} | {variant} | k={k} | copy {i}"
@@ -315,8 +329,8 @@ class StabilityAnalysis:
         if (copy_dir / "done.json").exists():
             self.progress.skip(label)
             return self.store.load(copy_dir / "final.pt")
-        outcome = self.lottery.train(model, ticket, copy_dir, label, data_seed=stable_seed(seed, "stability copy", i),
-                                     torch_seed=stable_seed(seed, round_, variant, k, "copy", i))
+        outcome = self._train(model, ticket, copy_dir, label, data_seed=stable_seed(seed, "stability copy", i),
+                              torch_seed=stable_seed(seed, round_, variant, k, "copy", i))
         write_csv_rows(copy_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
         atomic_torch_save(outcome.final_state, copy_dir / "final.pt")
         Checkpoint(copy_dir).remove()
@@ -333,7 +347,7 @@ class StabilityAnalysis:
     def _path_errors(self, model, seed: int, finals: list[State]) -> list[float]:
         t = self.config.train
         device = make_trainer(t.accelerator, t.devices, t.precision).strategy.root_device
-        splits = self.lottery.splits.to(device)
+        splits = self.context.splits.to(device)
         model.to(device)
         reset = None
         if self.settings.reset_bn:

@@ -229,17 +229,21 @@ class RunStore:
         return f"{self.dir / name} {problem}; restore it from a copy of the run, or {fix}"
 
     # finished networks --------------------------------------------------------
-    def finish_network(self, seed: int, round_: int, variant: str, row: dict, inputs: Iterable[Path] = ()) -> None:
-        """Mark a network complete and record its row.
+    def mark_done(self, seed: int, round_: int, variant: str, row: dict, inputs: Iterable[Path] = ()) -> None:
+        """Mark a network complete: its done.json holds its row, the sha256 of every file now in the
+        network's directory and of each shared file in ``inputs`` (the run's files it was trained from).
 
-        done.json holds the row, the sha256 of every file now in the network's directory and
-        of each shared file in ``inputs`` (the run's files the network was trained from).
+        A network job calls this; the driver alone writes results.csv (:meth:`rebuild_results`).
         """
         net_dir = self.network_dir(seed, round_, variant)
         files = {p.name: sha256_file(p) for p in sorted(net_dir.iterdir())
                  if p.is_file() and p.name != "done.json" and not p.name.startswith(".")}
         recorded = {self.relative(p): sha256_file(p) for p in inputs}
         atomic_write_json(net_dir / "done.json", {**row, "files": files, "inputs": recorded})
+
+    def finish_network(self, seed: int, round_: int, variant: str, row: dict, inputs: Iterable[Path] = ()) -> None:
+        """Mark a network complete and record its row in results.csv (for drivers that train in-process)."""
+        self.mark_done(seed, round_, variant, row, inputs)
         self.rebuild_results()
 
     def done_record(self, seed: int, round_: int, variant: str) -> dict | None:

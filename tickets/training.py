@@ -40,6 +40,7 @@ from torch import nn
 from tickets.augment import Augmenter
 from tickets.checkpoint import Checkpoint
 from tickets.data import Splits
+from tickets.distributed import device_count, in_rank_process
 from tickets.errors import TicketsError
 from tickets.ticket import State, Ticket
 
@@ -157,8 +158,9 @@ class MaskedTraining(pl.LightningModule):
             self._masked.append((p, keep, frozen))
         self._reapply_mask()
         # Lightning's optimizer wrapper and manual_backward cost ~15% per step on small nets;
-        # they are only needed when the precision plugin scales the loss (16-mixed).
-        self._direct = getattr(self.trainer.precision_plugin, "scaler", None) is None
+        # they are only needed when the precision plugin scales the loss (16-mixed), and under DDP,
+        # whose gradient averaging Lightning prepares in manual_backward.
+        self._direct = getattr(self.trainer.precision_plugin, "scaler", None) is None and self.trainer.world_size == 1
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
         self._fit_started = time.perf_counter()
@@ -206,6 +208,10 @@ class MaskedTraining(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
+        if self.trainer.world_size > 1:  # DDP: this process's slice of the global batch
+            share = x.shape[0] // self.trainer.world_size
+            lo = self.trainer.global_rank * share
+            x, y = x[lo:lo + share], y[lo:lo + share]
         if self.lr_factor is not None:
             factor = self.lr_factor(self.iteration)
             for group, base in zip(self._param_groups, self._base_lrs):
@@ -236,7 +242,7 @@ class MaskedTraining(pl.LightningModule):
             self.captured[self.iteration] = _cpu_state(self.model)
         if self.iteration % self.eval_every == 0 or self.iteration == self.end_iteration:
             self._evaluate()
-        if (self.checkpoint is not None and self.iteration < self.end_iteration
+        if (self.checkpoint is not None and self.iteration < self.end_iteration and self.trainer.global_rank == 0
                 and self.checkpoint.due(self.iteration) and not self._stop_if_diverged()):
             self.checkpoint.save(self._training_state())  # never the state after a non-finite loss
 
@@ -300,6 +306,8 @@ class MaskedTraining(pl.LightningModule):
             val_loss, val_acc = loss_and_accuracy(self.model, self.splits.val_x, self.splits.val_y)
             test_loss, test_acc = loss_and_accuracy(self.model, self.splits.test_x, self.splits.test_y)
         self.model.train(was_training)
+        if self.trainer.world_size > 1:  # the mean over the whole global batches, as on one device
+            self._loss_sum = self.trainer.strategy.reduce(self._loss_sum, reduce_op="mean")
         train_loss = (self._loss_sum / self._loss_count).item() if self._loss_count else math.nan
         self._loss_sum.zero_()
         self._loss_count = 0
@@ -358,14 +366,23 @@ def available_devices() -> str:
 def make_trainer(accelerator: str, devices, precision: str, loggers: list | None = None) -> pl.Trainer:
     """A Lightning Trainer with everything but the training loop switched off (and ``loggers``, if any).
 
-    Settings this machine cannot run are a TicketsError that says what the machine has.
+    Inside the processes of a distributed network (see :mod:`tickets.distributed`) it uses DDP
+    with synchronized BatchNorm; otherwise it trains on one device. Settings this machine cannot
+    run are a TicketsError that says what the machine has.
     """
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     settings = f"accelerator={accelerator!r} devices={devices!r} precision={precision!r}"
+    distributed = in_rank_process()  # one of the processes of a network on several devices (DDP)
+    strategy = "auto"
+    if distributed:
+        from pytorch_lightning.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else None)
     try:
         trainer = pl.Trainer(
-            accelerator=accelerator, devices=devices, precision=precision,
+            accelerator=accelerator, devices=devices, precision=precision, strategy=strategy,
+            sync_batchnorm=distributed,
             max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
             logger=loggers or False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False,
@@ -374,7 +391,7 @@ def make_trainer(accelerator: str, devices, precision: str, loggers: list | None
         first = " ".join(str(error).split())
         raise TicketsError(f"{settings} cannot be used here ({first}); this machine has {available_devices()}; "
                            "choose settings it supports, e.g. --accelerator cpu") from None
-    if trainer.world_size != 1:
+    if trainer.world_size != 1 and not distributed:
         raise TicketsError(f"tickets trains one network per process, but {settings} asks for {trainer.world_size} "
                            f"devices; use --devices 1 (this machine has {available_devices()})")
     if trainer.strategy.root_device.type == "cuda":
@@ -384,7 +401,16 @@ def make_trainer(accelerator: str, devices, precision: str, loggers: list | None
 
 
 def check_trainer_settings(accelerator: str, devices, precision: str) -> None:
-    """Fail (TicketsError, one line) now, before a run writes anything, if this machine cannot train with these settings."""
+    """Fail (TicketsError, one line) now, before a run writes anything, if this machine cannot train with these settings.
+
+    Several devices train one network in as many processes (DDP): each process then uses one.
+    """
+    wanted = device_count(devices)
+    if wanted > 1:
+        if accelerator != "cpu" and torch.cuda.device_count() < wanted:
+            raise TicketsError(f"--devices {wanted} asks for {wanted} GPUs, but this machine has {available_devices()}; "
+                               "use fewer devices or --accelerator cpu")
+        devices = 1
     make_trainer(accelerator, devices, precision)
 
 

@@ -169,7 +169,7 @@ def test_registered_and_used_by_tickets_prune(tmp_path, monkeypatch):
     entry = plugins.load_plugins(strict=True).registry.entry("criteria", "snip")
     assert entry.provider.distribution == "tickets-prune-at-init"
     args = ["prune", "--criterion", "synflow", "--rounds", "1", "--rewind", "0", "--prune-fraction", "0.9",
-            "--epochs", "0.2", "--controls", "none", "--set", "train.eval_every=5", "--quiet",
+            "--epochs", "0.2", "--controls", "none", "--set", "train.eval_every=5", "--seeds", "0", "--quiet",
             "--out", str(tmp_path), "--name", "pai"]
     out = CliRunner().invoke(main, args, catch_exceptions=False)
     assert out.exit_code == 0, out.output

@@ -1,0 +1,114 @@
+"""Executors run network jobs: in this process, in local worker processes, or as Ray tasks.
+
+Every executor offers the same small interface to the driver (:class:`Executor`): ``submit``
+a job, ``wait`` for finished ones, ``pending`` and ``capacity``. How a run is executed never
+changes its results, so a run begun with one executor can be resumed with another.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+from tickets.config import RunConfig
+from tickets.errors import TicketsError
+
+
+class Executor(Protocol):
+    """What the driver needs of an executor."""
+
+    capacity: int  # how many jobs it runs at once
+    pending: int  # jobs submitted and not yet returned by wait()
+
+    def submit(self, job) -> None:
+        """Start (or queue) one job."""
+
+    def wait(self) -> list[tuple[object, dict]]:
+        """Block until at least one job has finished; return (job, results row) pairs."""
+
+    def __enter__(self): ...
+
+    def __exit__(self, *exc) -> None:
+        """Stop every worker (also on Ctrl-C); finished networks stay finished."""
+
+
+def cpu_cores() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def gpu_count(accelerator: str) -> int:
+    """GPUs networks would train on with this accelerator (0 when training on the CPU)."""
+    if accelerator not in ("gpu", "cuda", "auto"):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@dataclass
+class ExecutionPlan:
+    """How a run's networks are executed: resolved from the config's execution section."""
+
+    executor: str  # "serial", "local" or "ray"
+    workers: int
+    threads_per_worker: int
+    gpus: int
+    workers_per_gpu: int
+    address: str | None
+    cpus_per_network: float
+    gpus_per_network: float | None
+
+    @classmethod
+    def for_run(cls, config: RunConfig, max_parallel: int) -> "ExecutionPlan":
+        """Resolve ``auto`` and check the settings against this machine (TicketsError, exit 2)."""
+        e = config.execution
+        gpus = gpu_count(config.train.accelerator)
+        if e.gpus_per_network and gpu_count("auto") == 0:
+            raise TicketsError(f"--gpus-per-network {e.gpus_per_network} asks for GPUs, but this machine has none "
+                               "(torch.cuda.is_available() is False); leave it out to train on CPUs")
+        if e.executor == "ray":
+            return cls("ray", 0, max(1, int(e.cpus_per_network)), gpus, e.workers_per_gpu, e.address,
+                       e.cpus_per_network, e.gpus_per_network)
+        devices = config.train.devices
+        if isinstance(devices, int) and devices > 1:
+            workers = 1  # one network over several devices (DDP)
+        elif e.workers == "auto":
+            slots = gpus * e.workers_per_gpu if gpus else cpu_cores()
+            workers = max(1, min(slots, max_parallel))
+        else:
+            workers = e.workers
+        threads = max(1, cpu_cores() // workers)
+        return cls("serial" if workers == 1 else "local", workers, threads, gpus, e.workers_per_gpu, None,
+                   e.cpus_per_network, e.gpus_per_network)
+
+    def describe(self) -> dict:
+        """For run.json: what executed the run."""
+        if self.executor == "ray":
+            return {"executor": "ray", "address": self.address, "cpus_per_network": self.cpus_per_network,
+                    "gpus_per_network": self.gpus_per_network}
+        return {"executor": self.executor, "workers": self.workers, "threads_per_worker": self.threads_per_worker,
+                "gpus": self.gpus}
+
+
+def make_executor(plan: ExecutionPlan, context, progress) -> Executor:
+    """The executor of a plan; connects to Ray or checks it is installed (TicketsError otherwise)."""
+    rounds = context.config.prune.rounds
+
+    def on_eval(job, row: dict) -> None:
+        progress.update(job.label(rounds), row)
+
+    if plan.executor == "ray":
+        from tickets.executors.ray_tasks import RayExecutor
+
+        return RayExecutor(plan, on_eval)
+    if plan.executor == "local":
+        from tickets.executors.local import LocalExecutor
+
+        return LocalExecutor(plan, on_eval, warn=progress.warn)
+    from tickets.executors.serial import SerialExecutor
+
+    return SerialExecutor(on_eval)

@@ -1,0 +1,157 @@
+"""Local worker processes (``--workers N``): several networks of a run train at once.
+
+Each worker is a spawned process that keeps its imports and the run's data between jobs; it
+gets its share of the CPU threads and, when training on GPUs, one GPU (``workers_per_gpu``
+workers share it). A worker that dies (kill -9, out of memory) is reported, replaced, and
+its job retried once. Workers ignore Ctrl-C: the driver stops them, and every finished
+network stays finished, so the run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+from multiprocessing.connection import wait as wait_for
+from typing import Callable
+
+from tickets.errors import TicketsError
+
+RETRIES = 1
+
+
+class WorkerError(RuntimeError):
+    """A job failed in a worker with an unexpected exception (its traceback is the message)."""
+
+
+def _worker_main(conn, threads: int, env: dict) -> None:
+    """A worker's life: run the jobs it is sent until it is sent None."""
+    os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from tickets.jobs import run_job
+
+    torch.set_num_threads(threads)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            row = run_job(job, on_eval=lambda row: conn.send(("eval", job, row)))
+            conn.send(("done", job, row))
+        except TicketsError as error:
+            conn.send(("user_error", job, str(error)))
+        except BaseException:  # noqa: BLE001 - reported to the driver, which stops the run
+            conn.send(("error", job, traceback.format_exc()))
+
+
+class _Worker:
+    def __init__(self, context, index: int, threads: int, env: dict):
+        self.index = index
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, threads, env), daemon=True,
+                                       name=f"tickets-worker-{index}")
+        self.process.start()
+        child.close()
+        self.job = None
+
+
+class LocalExecutor:
+    """A pool of worker processes on this machine."""
+
+    def __init__(self, plan, on_eval: Callable[[object, dict], None], warn: Callable[[str], None]):
+        self.plan = plan
+        self.capacity = plan.workers
+        self.on_eval = on_eval
+        self.warn = warn
+        self._mp = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        self._attempts: dict = {}
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for w in self._workers if w.job is not None)
+
+    def _env(self, index: int) -> dict:
+        env = {}
+        if self.plan.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str((index // self.plan.workers_per_gpu) % self.plan.gpus)
+        return env
+
+    def _start(self, index: int) -> _Worker:
+        return _Worker(self._mp, index, self.plan.threads_per_worker, self._env(index))
+
+    def __enter__(self) -> "LocalExecutor":
+        self._workers = [self._start(i) for i in range(self.capacity)]
+        return self
+
+    def submit(self, job) -> None:
+        worker = next(w for w in self._workers if w.job is None)
+        if not worker.process.is_alive():  # died while idle: replace it quietly, nothing was lost
+            worker = self._workers[self._workers.index(worker)] = self._start(worker.index)
+        worker.job = job
+        self._attempts[job.key] = self._attempts.get(job.key, 0) + 1
+        worker.conn.send(job)
+
+    def wait(self) -> list[tuple[object, dict]]:
+        finished: list[tuple[object, dict]] = []
+        while not finished:
+            busy = [w for w in self._workers if w.job is not None]
+            if not busy:
+                return finished
+            ready = wait_for([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn in ready or worker.process.sentinel in ready:
+                    finished.extend(self._collect(worker))
+        return finished
+
+    def _collect(self, worker: _Worker) -> list[tuple[object, dict]]:
+        """Read a worker's messages; replace it (and retry its job) if it died."""
+        done = []
+        try:
+            while worker.conn.poll():
+                kind, job, payload = worker.conn.recv()
+                if kind == "eval":
+                    self.on_eval(job, payload)
+                    continue
+                worker.job = None
+                if kind == "done":
+                    done.append((job, payload))
+                elif kind == "user_error":
+                    raise TicketsError(payload)
+                else:
+                    raise WorkerError(f"network {job.key} failed in worker {worker.index}:\n{payload}")
+        except (EOFError, ConnectionResetError):
+            pass
+        if worker.job is not None and not worker.process.is_alive():
+            self._replace(worker)
+        return done
+
+    def _replace(self, worker: _Worker) -> None:
+        job, code = worker.job, worker.process.exitcode
+        cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self._workers[self._workers.index(worker)] = fresh = self._start(worker.index)
+        if self._attempts[job.key] > RETRIES:
+            raise TicketsError(f"worker {worker.index} died twice training seed {job.seed} round {job.round} "
+                               f"{job.variant} ({cause}); check memory, then run the same command to resume")
+        self.warn(f"worker {worker.index} died ({cause}) training seed {job.seed} round {job.round} "
+                  f"{job.variant}; retrying it")
+        fresh.job = job
+        self._attempts[job.key] += 1
+        fresh.conn.send(job)
+
+    def __exit__(self, *exc) -> None:
+        for worker in self._workers:
+            if worker.process.is_alive() and worker.job is None:
+                try:
+                    worker.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
+        for worker in self._workers:
+            if worker.job is not None:
+                worker.process.terminate()  # interrupted mid-network: it resumes from its files
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self._workers = []
