@@ -34,6 +34,17 @@ BAD = [
     (["--set", "model.options={depth: 3}"], "rejected model.options"),
     (["--set", "train.optimizer_options={momentumm: 0.9}"], "rejected its options"),
     (["--lr", "fast"], "'fast' is not a valid float"),
+    (["--schedule", "cosin"], "unknown schedule 'cosin' (did you mean 'cosine'?); known schedules: constant, cosine, linear, multistep"),
+    (["--schedule", "multistep", "--set", "train.schedule_options={milestones: [5it, 900ep]}"],
+     "milestone '900ep' (iteration 52200) is not before the end of training"),
+    (["--schedule", "multistep", "--set", "train.schedule_options={milestones: [300it], gama: 0.5}"],
+     "schedule 'multistep' rejected train.schedule_options"),
+    (["--warmup", "900ep"], "warmup '900ep' (52200 iterations) is beyond the end of training (17 iterations"),
+    (["--warmup", "soon"], "train.warmup 'soon' is not understood"),
+    (["--set", "train.checkpoint_every=0"], "train.checkpoint_every must be at least 1"),
+    (["--set", "data.augment=[rotate]"], "unknown augmentation 'rotate'; known augmentations: crop, flip"),
+    (["--set", "data.augment=[crop]", "--set", "data.augment_options={crop: {padding: -1}}"],
+     "augmentation 'crop' rejected its options {'padding': -1}"),
 ]
 
 

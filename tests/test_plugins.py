@@ -4,6 +4,7 @@ Each test writes modules and ``<name>-<version>.dist-info/`` folders (METADATA a
 entry_points.txt) into a temporary folder on ``sys.path``: to ``importlib.metadata`` and to
 tickets they are installed distributions, but nothing is pip-installed.
 """
+import csv
 import json
 import re
 import sys
@@ -296,8 +297,8 @@ def test_the_docs_plugin_ranks_as_magnitude_does(site, tmp_path):
     assert "abs_final  [tickets-abs-final 0.1.0]  active" in invoke("plugins", "--kind", "criteria").stdout
 
     for name, criterion in (("a", "magnitude"), ("b", "abs_final")):
-        result = invoke(*TINY_PRUNE, "--criterion", criterion, "--out", tmp_path, "--name", name, env={
-            "TICKETS_STRICT_PLUGINS": "1"})
+        result = invoke(*TINY_PRUNE, "--criterion", criterion, "--schedule", "exp_decay", "--out", tmp_path,
+                        "--name", name, env={"TICKETS_STRICT_PLUGINS": "1"})
         assert result.exit_code == 0, result.output
     for round_ in (1, 2):
         a = torch.load(tmp_path / "a" / "seed_0" / f"round_{round_}" / "mask.pt", weights_only=True)
@@ -305,7 +306,13 @@ def test_the_docs_plugin_ranks_as_magnitude_does(site, tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert sum(int(m.sum()) for m in b.values()) < sum(m.numel() for m in b.values())
 
+    # exp_decay halves the learning rate every epoch of 58 iterations: lr(t) = 1.2e-3 * 0.5 ** (t / 58)
+    with (tmp_path / "b" / "seed_0" / "round_1" / "ticket" / "metrics.csv").open() as handle:
+        lrs = {int(r["iteration"]): float(r["lr"]) for r in csv.DictReader(handle)}
+    assert lrs[0] == 1.2e-3 and lrs[10] == pytest.approx(1.2e-3 * 0.5 ** (10 / 58), rel=1e-12)
+
     components = json.loads((tmp_path / "b" / "run.json").read_text())["components"]
     assert components["criterion"] == {"name": "abs_final", "plugin": "abs_final",
                                        "distribution": "tickets-abs-final", "version": "0.1.0"}
     assert components["model"]["distribution"] == "tickets"
+    assert components["schedule"]["distribution"] == "tickets-abs-final"

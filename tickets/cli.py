@@ -1,4 +1,4 @@
-"""The ``tickets`` command line: prune, train, supermask, compare, report, plugins, runs, check.
+"""The ``tickets`` command line: prune, train, supermask, stability, compare, report, plugins, runs, check.
 
 User errors (bad flags, bad configs, unknown names, missing files, damaged inputs, devices this
 machine lacks) print one line on stderr and exit with code 2, before anything in the output
@@ -90,8 +90,10 @@ logger_option = click.option(
     help="Log each network's curves with a Lightning logger: tensorboard, csv, mlflow or wandb (repeatable).")
 
 
-def run_options(func):
-    """The flags shared by prune, train and supermask."""
+def run_options(func=None, *, without: tuple[str, ...] = ()):
+    """The flags shared by prune, train, supermask (and stability, ``without`` its own flags)."""
+    if func is None:
+        return lambda f: run_options(f, without=without)
     options = [
         click.option("--config", "config_path", help="YAML config file, or the name of a shipped config in configs/."),
         click.option("--rounds", type=int, help="Pruning rounds after the dense network."),
@@ -104,6 +106,9 @@ def run_options(func):
         click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
         click.option("--optimizer", help="Optimizer name."),
         click.option("--lr", type=float, help="Learning rate."),
+        click.option("--schedule", help="Learning-rate schedule: constant, multistep, cosine, linear "
+                                        "(see `tickets plugins --kind schedules`)."),
+        click.option("--warmup", help="Linear learning-rate warmup: 0, 500it or 2ep."),
         click.option("--batch-size", type=int, help="Minibatch size."),
         click.option("--dataset", help="Dataset name (digits is built in and needs no network)."),
         click.option("--model", help="Model name."),
@@ -117,7 +122,9 @@ def run_options(func):
         click.option("--quiet", "-q", is_flag=True, help="No progress display."),
     ]
     for option in reversed(options):
-        func = option(func)
+        probe = option(lambda: None)
+        if probe.__click_params__[0].name not in without:
+            func = option(func)
     return func
 
 
@@ -155,6 +162,7 @@ def build_run_config(opts: dict, defaults: dict | None = None):
         "prune.scope": opts.get("scope"), "prune.rewind": opts.get("rewind"),
         "prune.controls": _controls(opts.get("controls")), "seeds": _seeds(opts.get("seeds")),
         "train.optimizer": opts.get("optimizer"), "train.lr": opts.get("lr"),
+        "train.schedule": opts.get("schedule"), "train.warmup": opts.get("warmup"),
         "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
         "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
         "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
@@ -199,8 +207,10 @@ def _finish(store, quiet: bool, report: bool = True) -> None:
     click.echo(f"results: {store.results_path}")
     if report:
         from tickets.report import write_report
+        from tickets.stability import add_to_report
 
         report_dir = write_report([store.dir])
+        add_to_report(report_dir / "report.md", [store.dir])
         click.echo(f"report:  {report_dir / 'report.md'}")
     diverged = [r for r in store.read_results() if r.get("status") == "diverged"]
     if diverged:
@@ -228,7 +238,8 @@ def runs(out):
 
 @main.command(name="plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--kind", help="Only this kind of component (criteria, initializers, optimizers, models, datasets, controls).")
+@click.option("--kind", help="Only this kind of component (criteria, initializers, optimizers, models, datasets, "
+                             "controls, schedules, augmentations).")
 def plugins_command(as_json, kind):
     """List plugins (built-in and installed): version, status and the names they provide.
 
@@ -337,9 +348,75 @@ def supermask(method, density, init, **opts):
 def report(runs, out):
     """Summary and comparison CSVs, plots and report.md for one or more runs."""
     from tickets.report import write_report
+    from tickets.stability import add_to_report
 
     report_dir = write_report(list(runs), Path(out) if out else None)
+    add_to_report(report_dir / "report.md", list(runs))
     click.echo(f"report: {report_dir / 'report.md'}")
+
+
+STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "scope", "rewind", "loggers")
+
+
+@main.command()
+@click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--at", required=True, help="Rewind points k, comma-separated: 0,100it,500it,2ep.")
+@click.option("--points", type=int, default=11, show_default=True,
+              help="Evenly spaced points of the path between the two copies (at least 3).")
+@click.option("--seeds", help="Comma-separated seeds (replicates); with RUN, among its seeds.")
+@click.option("--rounds", help="With RUN: comma-separated rounds (default: every round of RUN).")
+@click.option("--controls", help="With RUN: controls analysed beside the tickets (default: RUN's), or none.")
+@click.option("--reset-bn", is_flag=True, help="Recompute BatchNorm statistics on the training set at each point.")
+@run_options(without=STABILITY_OWN)
+def stability(run, at, points, seeds, rounds, controls, reset_bn, **opts):
+    """Instability analysis (linear mode connectivity) of a config's dense network, or of RUN's rounds.
+
+    Two copies train from each rewind point k to the end with different data orders; the test
+    error along the straight line between them gives the instability (resumable).
+    """
+    from tickets.lottery import load_run_config
+    from tickets.stability import StabilityAnalysis
+
+    if run is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in opts.items()
+                 if v not in (None, (), False) and k not in ("out", "quiet", "accelerator", "devices")]
+        if given:
+            raise TicketsError(f"RUN's settings are fixed; drop {', '.join(given)} (without RUN, the flags "
+                               "describe a new dense network to analyse)")
+        config = load_run_config(run)
+        if opts.get("accelerator"):
+            config.train.accelerator = opts["accelerator"]
+        if opts.get("devices"):
+            config.train.devices = _devices(opts["devices"])
+        out_root = run.parent
+    else:
+        config = build_run_config(opts)
+        out_root = opts["out"]
+    round_list = None
+    if rounds is not None:
+        try:
+            round_list = [int(r) for r in rounds.split(",") if r.strip()]
+        except ValueError:
+            raise TicketsError(f"--rounds {rounds!r}: expected comma-separated integers, e.g. --rounds 0,3,6") from None
+    analysis = StabilityAnalysis(config, out_root, plugin_mod.registry(), at=at, points=points, reset_bn=reset_bn,
+                                 run_dir=run, rounds=round_list, controls=_controls(controls), seeds=_seeds(seeds),
+                                 quiet=opts["quiet"])
+    out = analysis.run()
+    click.echo(f"stability: {out / 'stability.csv'}")
+    _stability_report(analysis.store)
+
+
+def _stability_report(store) -> None:
+    from tickets.report import write_report
+    from tickets.stability import add_to_report
+
+    report_md = store.dir / "report" / "report.md"
+    if store.read_results():  # a run of `tickets prune`: its report, then the instability section
+        write_report([store.dir])
+    else:
+        report_md.unlink(missing_ok=True)
+    add_to_report(report_md, [store.dir])
+    click.echo(f"report:    {report_md}")
 
 
 if __name__ == "__main__":  # pragma: no cover

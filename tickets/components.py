@@ -16,8 +16,11 @@ from tickets import config as config_mod
 from tickets.config import RunConfig
 from tickets.data import Splits, make_splits
 from tickets.errors import TicketsError
+from tickets.augment import configured_transforms
 from tickets.registry import Registry
-from tickets.store import RunStore
+from tickets.schedules import LrFactor, lr_factor
+from tickets.store import RunStore, atomic_torch_save
+from tickets.ticket import clone_state, initialize_
 from tickets.training import iterations_per_epoch
 
 
@@ -59,14 +62,17 @@ class Components:
     make_optimizer: object
     criterion: object
     controls: dict
+    schedule: object
+    augmentations: dict
 
 
 def resolve_components(config: RunConfig, registry: Registry) -> tuple[Components, dict]:
     """Look up every component by name; return them and their provenance for run.json."""
     wanted = {"dataset": ("datasets", config.data.dataset), "model": ("models", config.model.name),
               "initializer": ("initializers", config.model.init), "optimizer": ("optimizers", config.train.optimizer),
-              "criterion": ("criteria", config.prune.criterion)}
+              "criterion": ("criteria", config.prune.criterion), "schedule": ("schedules", config.train.schedule)}
     wanted.update({f"control:{c}": ("controls", c) for c in config.prune.controls})
+    wanted.update({f"augmentation:{a}": ("augmentations", a) for a in config.data.augment})
     entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
     provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
                          "version": e.provider.version} for role, e in entries.items()}
@@ -74,6 +80,8 @@ def resolve_components(config: RunConfig, registry: Registry) -> tuple[Component
         load_dataset=entries["dataset"].obj, make_model=entries["model"].obj, init=entries["initializer"].obj,
         make_optimizer=entries["optimizer"].obj, criterion=entries["criterion"].obj,
         controls={c: entries[f"control:{c}"].obj for c in config.prune.controls},
+        schedule=entries["schedule"].obj,
+        augmentations={a: entries[f"augmentation:{a}"].obj for a in config.data.augment},
     )
     return components, provenance
 
@@ -113,6 +121,8 @@ class RunContext:
     splits: Splits
     schedule: Schedule
     make_optimizer: object
+    lr_factor: LrFactor  # the multiplier of train.lr at each iteration (schedule x warmup)
+    augment: list  # the training-batch transforms, in order
 
     @classmethod
     def create(cls, config: RunConfig, registry: Registry, store: RunStore) -> "RunContext":
@@ -121,9 +131,20 @@ class RunContext:
         components, provenance = resolve_components(config, registry)
         splits = load_splits(config, components.load_dataset)
         schedule = make_schedule(config, splits.train_x.shape[0])
+        factor = lr_factor(config, components.schedule, schedule.total, schedule.per_epoch)
+        augment = configured_transforms(config, components.augmentations, splits.input_shape)
         make_optimizer = optimizer_factory(config, components.make_optimizer)
         build_model(config, components.make_model, splits)  # bad model options fail here
-        return cls(config, store, components, provenance, splits, schedule, make_optimizer)
+        return cls(config, store, components, provenance, splits, schedule, make_optimizer, factor, augment)
 
     def new_model(self):
         return build_model(self.config, self.components.make_model, self.splits)
+
+    def initial_state(self, seed: int):
+        """theta_0 of ``seed``: the run's init.pt, drawn (seeded) and saved first if it does not exist yet."""
+        path = self.store.seed_dir(seed) / "init.pt"
+        if not path.exists():
+            model = self.new_model()
+            initialize_(model, self.components.init, torch.Generator().manual_seed(seed))
+            atomic_torch_save(clone_state(model), path)
+        return self.store.load(path)

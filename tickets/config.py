@@ -2,7 +2,8 @@
 
 A config is a YAML mapping with the sections of :class:`RunConfig`. Values are checked
 against the dataclass field types; unknown keys and wrong types are errors naming the key.
-Names of components (model, dataset, initializer, optimizer, criterion, controls) are
+Names of components (model, dataset, initializer, optimizer, criterion, controls, schedule,
+augmentations) are
 checked against the plugin registry by :func:`check_names`.
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ class DataConfig:
     data_dir: typing.Optional[str] = None
     download: bool = True
     val_size: int = 500
+    augment: list = field(default_factory=list)  # training-batch augmentations in order, e.g. [crop, flip]
+    augment_options: dict = field(default_factory=dict)  # name -> options, e.g. {crop: {padding: 4}}
 
 
 @dataclass
@@ -49,6 +52,11 @@ class TrainConfig:
     accelerator: str = "cpu"
     devices: typing.Any = 1
     precision: str = "32-true"
+    schedule: str = "constant"  # learning-rate schedule (a registered name)
+    schedule_options: dict = field(default_factory=dict)
+    warmup: str = "0"  # linear warmup length: 0, 500it or 2ep
+    # iterations between mid-network checkpoints; null: one whenever 5 minutes of training passed
+    checkpoint_every: typing.Optional[int] = None
     loggers: list = field(default_factory=list)  # Lightning loggers for the curves: tensorboard, csv, mlflow, wandb
 
 
@@ -109,7 +117,8 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "pru
 # Settings that may change between invocations of the same run: changing them extends the
 # run (more rounds, seeds or controls) or moves it to other hardware, never changes results.
 RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices",
-                  "train.loggers", *(f"execution.{f.name}" for f in dataclasses.fields(ExecutionConfig)))
+                  "train.checkpoint_every", "train.loggers",
+                  *(f"execution.{f.name}" for f in dataclasses.fields(ExecutionConfig)))
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # a link to the repository's configs/ (shipped in the wheel)
 
@@ -240,15 +249,29 @@ def build_config(config_path: str | None = None, overrides: dict[str, Any] | Non
     return config
 
 
-REWIND_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$")
+POINT_PATTERN = re.compile(r"^\s*(\d+)\s*(it|ep)?\s*$")
+
+
+def parse_point(point, what: str = "point") -> tuple[int, str]:
+    """A point of training, ``"0"``, ``"500it"``, ``"2ep"`` -> (amount, unit) with unit ``it`` or ``ep``.
+
+    ``what`` names the setting in the error message (``rewind``, ``train.warmup``, ...).
+    """
+    match = POINT_PATTERN.match(str(point))
+    if not match:
+        raise TicketsError(f"{what} {point!r} is not understood; use 0, 500it (iterations) or 2ep (epochs)")
+    return int(match.group(1)), match.group(2) or "it"
 
 
 def parse_rewind(rewind: str) -> tuple[int, str]:
     """``"0"``, ``"500it"``, ``"2ep"`` -> (amount, unit) with unit ``it`` or ``ep``."""
-    match = REWIND_PATTERN.match(str(rewind))
-    if not match:
-        raise TicketsError(f"rewind {rewind!r} is not understood; use 0 (initialization), 500it (iteration) or 2ep (epoch)")
-    return int(match.group(1)), match.group(2) or "it"
+    return parse_point(rewind, "rewind")
+
+
+def to_iterations(point, iterations_per_epoch: int, what: str = "point") -> int:
+    """A point of training (``"500it"``, ``"2ep"``, ``0``) in iterations."""
+    amount, unit = parse_point(point, what)
+    return amount * iterations_per_epoch if unit == "ep" else amount
 
 
 def validate(config: RunConfig) -> None:
@@ -286,6 +309,16 @@ def validate(config: RunConfig) -> None:
         raise TicketsError(f"train.loggers must be a list of logger names, got {t.loggers!r}")
     if t.eval_every < 1:
         raise TicketsError(f"train.eval_every must be at least 1, got {t.eval_every}")
+    parse_point(t.warmup, "train.warmup")
+    if t.checkpoint_every is not None and t.checkpoint_every < 1:
+        raise TicketsError(f"train.checkpoint_every must be at least 1 (iterations), or null for every 5 minutes; "
+                           f"got {t.checkpoint_every}")
+    if not all(isinstance(a, str) for a in d.augment) or len(set(d.augment)) != len(d.augment):
+        raise TicketsError(f"data.augment must be a list of distinct names, e.g. [crop, flip]; got {d.augment!r}")
+    for name, options in d.augment_options.items():
+        if name not in d.augment or not isinstance(options, dict):
+            raise TicketsError(f"data.augment_options must map names listed in data.augment to options, "
+                               f"e.g. {{crop: {{padding: 4}}}}; got {name!r}: {options!r}")
     if d.val_size < 1:
         raise TicketsError(f"data.val_size must be at least 1 (early stopping needs a validation split), got {d.val_size}")
     if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
@@ -328,6 +361,9 @@ def check_names(config: RunConfig, registry, *, controls: bool = True) -> None:
     registry.entry("initializers", config.model.init)
     registry.entry("optimizers", config.train.optimizer)
     registry.entry("criteria", config.prune.criterion)
+    registry.entry("schedules", config.train.schedule)
+    for augmentation in config.data.augment:
+        registry.entry("augmentations", augmentation)
     if controls:
         for control in config.prune.controls:
             registry.entry("controls", control)

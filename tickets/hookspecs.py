@@ -100,3 +100,34 @@ def register_controls(register):
     to draw fresh weights from the run's initializer, and ``prunable`` (parameter names).
     Return a new Ticket; never modify the one given.
     """
+
+
+@hookspec
+def register_schedules(register):
+    """Register learning-rate schedules.
+
+    ``obj`` is ``make(total_iterations: int, iterations_per_epoch: int, **options) -> f`` where
+    ``f(iteration: int) -> float`` is the multiplier of the base learning rate (``train.lr``)
+    for the optimizer step taken at that iteration (0-based, up to ``total_iterations - 1``).
+    ``options`` come from ``train.schedule_options``; unknown options should raise
+    ``TypeError``, bad values (e.g. a milestone past the end of training) ``ValueError``
+    with a message naming the value. ``f`` must be a pure function of the iteration: a
+    network rewound to iteration k, or resumed from a checkpoint, continues the schedule
+    there. A linear warmup (``train.warmup``) multiplies any schedule; the schedule need not
+    handle it. :func:`tickets.schedules.iterations` turns ``"80ep"`` / ``"500it"`` into
+    iterations.
+    """
+
+
+@hookspec
+def register_augmentations(register):
+    """Register data augmentations.
+
+    ``obj`` is ``apply(x: Tensor, generator: torch.Generator, **options) -> Tensor``: it
+    transforms one whole training batch ``x`` (``N x C x H x W``, normalized, on the training
+    device) and returns a batch of the same shape, drawing all randomness from ``generator``
+    (a generator on ``x``'s device). Work on the whole batch at once (no per-sample Python
+    loop). ``options`` come from ``data.augment_options[name]``. The generator is seeded by
+    (seed, iteration), so every network of a seed (ticket and controls) sees the same
+    augmented batch at the same iteration. Evaluation batches are never augmented.
+    """

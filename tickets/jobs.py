@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 import yaml
 
 from tickets import config as config_mod
+from tickets.checkpoint import Checkpoint
 from tickets.components import RunContext, stable_seed
 from tickets.distributed import device_count, in_rank_process, rank, run_distributed
 from tickets.errors import TicketsError
@@ -98,24 +100,21 @@ def _train(job: NetworkJob, context: RunContext, on_eval) -> dict | None:
         atomic_write_json(net_dir / RUNNING_MARKER, {"pid": os.getpid(), "host": socket.gethostname()})
     model = context.new_model()
     ticket = _ticket_for(job, context, model)
-    sched, t = context.schedule, context.config.train
-    capture_at = sched.rewind if job.round == 0 and sched.rewind > 0 else None
+    t = context.config.train
     loggers = network_loggers(t.loggers, store.dir, store.name, *job.key,
                               config_mod.flatten(context.config.to_dict())) if t.loggers and rank() == 0 else []
-    torch.manual_seed(stable_seed(*job.key))
     try:
-        outcome = train_network(
-            model, ticket, context.make_optimizer, context.splits, end_iteration=sched.total,
-            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=job.seed, accelerator=t.accelerator,
-            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=on_eval, loggers=loggers,
-        )
+        outcome = train_in(context, model, ticket, net_dir, job.label(context.config.prune.rounds),
+                           data_seed=job.seed, torch_seed=stable_seed(*job.key),
+                           capture_at=(context.schedule.rewind,) if job.round == 0 else (),
+                           on_eval=on_eval, loggers=loggers)
     finally:
         close_loggers(loggers)
     if rank() != 0:
         return None
     rewind_path = store.seed_dir(job.seed) / "rewind.pt"
     if job.round == 0 and job.variant == "ticket" and outcome.diverged_at is None and not rewind_path.exists():
-        atomic_torch_save(outcome.captured_state or ticket.state, rewind_path)
+        atomic_torch_save(outcome.captured.get(context.schedule.rewind, ticket.state), rewind_path)
     round_mask_path = store.round_dir(job.seed, job.round) / "mask.pt"
     if job.round > 0 and ticket.mask != Mask.load(round_mask_path):  # e.g. random_prune: keep its own mask
         ticket.mask.save(net_dir / "mask.pt")
@@ -123,9 +122,30 @@ def _train(job: NetworkJob, context: RunContext, on_eval) -> dict | None:
     write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
     atomic_torch_save(outcome.final_state, net_dir / "final.pt")
     (net_dir / RUNNING_MARKER).unlink(missing_ok=True)
+    Checkpoint(net_dir).remove()  # before mark_done records the directory's files
     inputs = [p for p in (store.seed_dir(job.seed) / "init.pt", rewind_path, round_mask_path) if p.exists()]
     store.mark_done(*job.key, row, inputs)
     return row
+
+
+def train_in(context: RunContext, model, ticket: Ticket, net_dir: Path, label: str, *, data_seed: int,
+             torch_seed: int, capture_at=(), end_iteration: int | None = None, on_eval=None,
+             loggers: list = ()) -> TrainOutcome:
+    """Train ``ticket`` with the run's settings (length, schedule, augmentation), checkpointing in ``net_dir``.
+
+    A checkpoint left there by an interrupted process is resumed from (see :mod:`tickets.checkpoint`).
+    """
+    t = context.config.train
+    torch.manual_seed(torch_seed)
+    checkpoint = Checkpoint(net_dir, t.checkpoint_every, on_resume=lambda iteration: print(
+        f"{label} | resuming from its checkpoint at iteration {iteration}", file=sys.stderr, flush=True))
+    return train_network(
+        model, ticket, context.make_optimizer, context.splits,
+        end_iteration=context.schedule.total if end_iteration is None else end_iteration,
+        eval_every=t.eval_every, batch_size=t.batch_size, data_seed=data_seed, accelerator=t.accelerator,
+        devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=on_eval, loggers=list(loggers),
+        lr_factor=context.lr_factor, augment=context.augment, checkpoint=checkpoint,
+    )
 
 
 def _ticket_for(job: NetworkJob, context: RunContext, model) -> Ticket:

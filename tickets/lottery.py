@@ -29,8 +29,8 @@ from tickets.loggers import check_loggers
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import DIVERGED, RunStore, atomic_torch_save
-from tickets.ticket import CriterionContext, clone_state, initialize_, prunable_state
+from tickets.store import DIVERGED, RunStore
+from tickets.ticket import CriterionContext, prunable_state
 from tickets.training import BatchStream, check_trainer_settings
 
 
@@ -60,15 +60,21 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
     return store
 
 
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The config a run was made with (its config.yaml), named after its directory."""
+    if not (run_dir / "config.yaml").is_file():
+        raise TicketsError(f"{run_dir} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
+    config = config_mod.from_dict(RunStore(run_dir.parent, run_dir.name).read_config())
+    config.name = run_dir.name
+    return config
+
+
 def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
                 devices=None, loggers: list[str] | None = None, quiet: bool = False,
                 execution: dict | None = None) -> RunStore:
     """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise TicketsError(f"{run_dir} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
-    config = config_mod.from_dict(RunStore(run_dir.parent, run_dir.name).read_config())
-    config.name = run_dir.name
+    config = load_run_config(run_dir)
     config.prune.controls = list(dict.fromkeys([*config.prune.controls, *controls]))
     if accelerator is not None:
         config.train.accelerator = accelerator
@@ -189,13 +195,9 @@ class LotteryRun:
     # the driver's own files: theta_0 and the masks -----------------------------
     def _prepare_seed(self, seed: int) -> None:
         """theta_0 (seeded) and the dense mask of round 0."""
-        model = self.context.new_model()
-        path = self.store.seed_dir(seed) / "init.pt"
-        if not path.exists():
-            initialize_(model, self.context.components.init, torch.Generator().manual_seed(seed))
-            atomic_torch_save(clone_state(model), path)
+        self.context.initial_state(seed)
         if not (self.store.round_dir(seed, 0) / "mask.pt").exists():
-            Mask.ones_for(model).save(self.store.round_dir(seed, 0) / "mask.pt")
+            Mask.ones_for(self.context.new_model()).save(self.store.round_dir(seed, 0) / "mask.pt")
 
     def _mask_for_round(self, seed: int, round_: int) -> Mask:
         """Round r's mask: the criterion scores round r-1's trained ticket; prunes what remains."""

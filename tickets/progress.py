@@ -127,6 +127,10 @@ class Progress:
             f" | elapsed {duration(self.clock() - self.started)}"
             + (f", about {duration(left)} left" if left is not None and self.done < self.total else ""))
 
+    def note(self, text: str) -> None:
+        """An information line (e.g. a network resuming from its checkpoint); not shown when quiet."""
+        self._line(text)
+
     def warn(self, text: str) -> None:
         """A warning line, shown even when quiet."""
         self._line(f"warning: {text}", always=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tickets.errors import TicketsError
 
-KINDS = ("criteria", "initializers", "optimizers", "models", "datasets", "controls")
+KINDS = ("criteria", "initializers", "optimizers", "models", "datasets", "controls", "schedules", "augmentations")
 
 # How a kind is named in messages ("unknown criterion 'x'").
 SINGULAR = {
@@ -17,6 +17,8 @@ SINGULAR = {
     "models": "model",
     "datasets": "dataset",
     "controls": "control",
+    "schedules": "schedule",
+    "augmentations": "augmentation",
 }
 
 
