@@ -18,15 +18,19 @@ def supermask(out, name, *extra, expect=0):
     return run_cli("supermask", "--out", out, "--name", name, *TINY, *extra, expect=expect)
 
 
-def masked_accuracy(run_dir, variant):
-    """Test accuracy of init.pt masked by mask.pt in a plain model, computed with torch alone."""
+def accuracy(model, state):
+    """Test accuracy on the digits of ``model`` loaded with ``state``, in evaluation mode, with torch alone."""
     splits = load_splits(build_config(), registry().get("datasets", "digits"))
-    model = lenet_300_100(10, (1, 28, 28))
-    state, mask = load(run_dir / "seed_0/init.pt"), load(run_dir / f"seed_0/round_0/{variant}/mask.pt")
-    model.load_state_dict({k: v * mask[k] if k in mask else v for k, v in state.items()})
+    model.load_state_dict(state)
+    model.eval()
     with torch.no_grad():
         return (model(splits.test_x).argmax(1) == splits.test_y).float().mean().item()
 
+
+def masked_accuracy(run_dir, variant, mask_file="mask.pt"):
+    """Test accuracy of init.pt masked by ``mask_file`` in a plain LeNet."""
+    state, mask = load(run_dir / "seed_0/init.pt"), load(run_dir / f"seed_0/round_0/{variant}/{mask_file}")
+    return accuracy(lenet_300_100(10, (1, 28, 28)), {k: v * mask[k] if k in mask else v for k, v in state.items()})
 
 
 
@@ -56,7 +60,7 @@ def test_edge_popup_writes_one_row_and_an_exact_per_layer_mask(edge_popup):
     kept = sum(int(m.sum()) for m in mask.values())
     assert int(row["params_remaining"]) == kept
     assert float(row["weights_remaining"]) == pytest.approx(kept / sum(LAYERS.values()), abs=1e-6)
-    for name in ("metrics.csv", "done.json", "scores.pt"):
+    for name in ("metrics.csv", "done.json", "scores.pt", "early_stop.pt", "final_mask.pt", "final.pt"):
         assert (edge_popup / "seed_0/round_0/supermask_edge_popup" / name).exists()
 
 
@@ -64,7 +68,9 @@ def test_weights_stay_frozen_and_the_saved_mask_gives_the_reported_accuracy(edge
     init = load(edge_popup / "seed_0/init.pt")
     assert torch.allclose(init["fc1.weight"].abs(), torch.full((300, 784), (2 / 784) ** 0.5))  # signed constant
     (row,) = read_results(edge_popup)
-    assert masked_accuracy(edge_popup, "supermask_edge_popup") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    variant = "supermask_edge_popup"
+    assert masked_accuracy(edge_popup, variant) == pytest.approx(float(row["test_acc_at_early_stop"]), abs=1e-6)
+    assert masked_accuracy(edge_popup, variant, "final_mask.pt") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
     assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25  # learned a mask, from chance
 
 
@@ -75,8 +81,27 @@ def test_bernoulli_reports_the_learned_density_of_the_saved_mask(bernoulli):
     kept = sum(int(m.sum()) for m in mask.values())
     assert row["variant"] == "supermask_bernoulli" and int(row["params_remaining"]) == kept
     assert 0.3 < float(row["weights_remaining"]) < 0.7
-    assert masked_accuracy(run_dir, "supermask_bernoulli") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
     assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25
+
+
+def test_the_headline_accuracy_and_its_mask_come_from_the_early_stop_iteration(bernoulli):
+    _, run_dir = bernoulli
+    (row,) = read_results(run_dir)
+    net = run_dir / "seed_0/round_0/supermask_bernoulli"
+    early, final = load(net / "mask.pt"), load(net / "final_mask.pt")
+    # The premise: training went on past the early stop, and the sampled masks kept changing.
+    assert int(row["early_stop_iter"]) < int(row["iterations"])
+    assert not all(torch.equal(early[n], final[n]) for n in LAYERS)
+    assert float(row["test_acc_at_early_stop"]) != float(row["final_test_acc"])
+    assert masked_accuracy(run_dir, "supermask_bernoulli") == pytest.approx(float(row["test_acc_at_early_stop"]),
+                                                                            abs=1e-6)
+    assert masked_accuracy(run_dir, "supermask_bernoulli", "final_mask.pt") == pytest.approx(
+        float(row["final_test_acc"]), abs=1e-6)
+    kept = sum(int(m.sum()) for m in early.values())
+    assert int(row["params_remaining"]) == kept
+    assert float(row["weights_remaining"]) == pytest.approx(kept / sum(LAYERS.values()), abs=1e-6)
+    assert accuracy(lenet_300_100(10, (1, 28, 28)), load(net / "early_stop.pt")) == pytest.approx(
+        float(row["test_acc_at_early_stop"]), abs=1e-6)
 
 
 def test_a_fixed_seed_gives_the_same_mask_and_rerunning_trains_nothing(bernoulli, tmp_path):
@@ -121,3 +146,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = supermask(tmp_path, "bad", *args, expect=2)
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_batchnorm_results_are_reproduced_from_the_saved_files(tmp_path):
+    """resnet20's BatchNorm running statistics change in training though no weight does: they are saved."""
+    supermask(tmp_path, "bn", "--method", "edge_popup", "--model", "resnet20", "--set", "model.options={width: 0.25}",
+              "--set", "train.iterations=24", "--set", "train.eval_every=6")
+    run = tmp_path / "bn"
+    (row,) = read_results(run)
+    net = run / "seed_0/round_0/supermask_edge_popup"
+    init, mask, early = load(run / "seed_0/init.pt"), load(net / "mask.pt"), load(net / "early_stop.pt")
+    model = registry().get("models", "resnet20")(10, (1, 28, 28), width=0.25)
+    assert set(early) == set(model.state_dict())
+    statistics = [k for k in init if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    for name, value in init.items():  # the weights are init.pt's, masked by mask.pt; nothing else trained
+        if name in mask:
+            assert torch.equal(early[name], value * mask[name])
+        elif name not in statistics:
+            assert torch.equal(early[name], value)
+    reported = float(row["test_acc_at_early_stop"])
+    assert accuracy(model, early) == pytest.approx(reported, abs=1e-6)
+    assert accuracy(model, load(net / "final.pt")) == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    # Without the learned statistics, the same weights and mask give another accuracy (here: chance).
+    stale = {**early, **{k: init[k] for k in statistics}}
+    assert abs(accuracy(model, stale) - reported) > 0.05

@@ -112,7 +112,7 @@ def run_options(func):
     return func
 
 
-def build_run_config(opts: dict):
+def build_run_config(opts: dict, base: dict | None = None):
     from tickets.config import build_config
 
     overrides = {
@@ -125,7 +125,7 @@ def build_run_config(opts: dict):
         "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
         "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
     }
-    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()))
+    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()), base)
 
 
 @main.command()
@@ -244,14 +244,19 @@ def compare(run, controls, accelerator, devices, quiet):
 @click.option("--density", type=float, help="edge_popup: fraction kept per layer; bernoulli: initial keep probability.")
 @click.option("--init", help="Initializer of the frozen weights (model.init), e.g. signed_constant or kaiming_normal.")
 def supermask(method, density, init, **opts):
-    """Learn a mask over frozen random weights (resumable); rows go to results.csv."""
-    from tickets.supermask import SupermaskRun
+    """Learn a mask over frozen random weights (resumable); rows go to results.csv.
+
+    Each method has its own defaults beneath any config file and flags: bernoulli trains the
+    scores with Adam at lr 0.3 over kaiming_normal weights; edge_popup with SGD at lr 0.1
+    (momentum 0.9, weight decay 1e-4) over signed_constant weights; both 20 epochs.
+    """
+    from tickets.supermask import SupermaskRun, method_defaults
 
     sets = [f"supermask.method={method}"] if method is not None else []
     sets += [f"supermask.density={density}"] if density is not None else []
     sets += [f"model.init={init}"] if init is not None else []
     opts["sets"] = tuple(opts.get("sets") or ()) + tuple(sets)
-    config = build_run_config(opts)
+    config = build_run_config(opts, base=method_defaults(build_run_config(opts).supermask.method))
     store = SupermaskRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"]).run()
     for row in store.read_results():
         click.echo(f"seed {row['seed']} {row['variant']}: density {float(row['weights_remaining']):.4f}, "

@@ -199,9 +199,11 @@ def nest(dotted: dict[str, Any]) -> dict:
 
 
 def build_config(config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                 sets: list[str] = ()) -> RunConfig:
-    """Defaults, then the YAML file, then flag overrides (dotted keys), then ``--set`` items."""
+                 sets: list[str] = (), base: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then ``base`` (dotted keys: a command's own defaults), then the YAML file, then
+    flag overrides (dotted keys), then ``--set`` items."""
     config = RunConfig()
+    _apply(config, nest(base or {}), "defaults")
     if config_path:
         path = resolve_config_path(config_path)
         _apply(config, load_yaml(path), str(path))
