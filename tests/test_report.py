@@ -275,6 +275,16 @@ def test_down_to_names_the_end_of_the_unbroken_run_not_a_round_past_a_gap(tmp_pa
     assert "tickets are also significantly better than reinit at 3.5% weights remaining" in text
 
 
+def test_down_to_reaches_the_sparsest_round_when_every_round_is_significant(tmp_path):
+    frame = results_frame()
+    third = (frame["round"] == 3) & (frame["variant"] == "reinit")
+    frame.loc[third, "test_acc_at_early_stop"] = [0.50, 0.51, 0.51]  # differences 0.10, 0.09, 0.11
+    text = (write_report([make_run(tmp_path, frame=frame)]) / "report.md").read_text()
+    assert ("Tickets beat reinit down to 3.5% weights remaining: significantly better in every round from 50% "
+            "to 3.5% (4 of 4 tested rounds).") in text
+    assert "also significantly better than reinit" not in text
+
+
 def test_down_to_lists_rounds_when_the_densest_round_is_not_significant(tmp_path):
     frame = results_frame()
     first = (frame["round"] == 1) & (frame["variant"] == "reinit")

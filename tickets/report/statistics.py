@@ -141,7 +141,7 @@ def significant_run(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     ``ticket better`` rounds that starts at the densest round, and the ``ticket better`` rounds after it."""
     rows = rows.sort_values("weights_remaining", ascending=False, kind="stable")
     better = (rows["verdict"] == BETTER).to_numpy()
-    length = len(better) if better.all() else int(np.argmin(better))
+    length = int(np.argmin(np.append(better, False)))  # the first round that is not better
     return rows.iloc[:length], rows.iloc[length:][better[length:]]
 
 
