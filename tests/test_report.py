@@ -7,6 +7,7 @@ standard deviation 0.01, so t = mean / (0.01 / √3).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from matplotlib.image import imread
 from tickets.errors import TicketsError
 from tickets.report import compare, holm, load_results, mean_ci, paired_test, run_labels, summarize, welch_test, \
     write_report
+from tickets.report.statistics import is_constant, verdict
 
 COLUMNS = ["run", "seed", "round", "variant", "criterion", "weights_remaining", "params_remaining", "acc_at_init",
            "best_val_loss", "early_stop_iter", "test_acc_at_early_stop", "final_test_acc", "final_test_loss",
@@ -99,6 +101,19 @@ def test_confidence_interval_uses_the_t_table():
         _, mean, std, low, high = mean_ci(values)
         assert high - mean == pytest.approx(expected * std / math.sqrt(n), rel=1e-6)
         assert mean - low == pytest.approx(high - mean)
+
+
+def test_confidence_interval_edge_cases():
+    assert mean_ci([])[0] == 0 and all(math.isnan(v) for v in mean_ci([])[1:])
+    n, mean, std, low, high = mean_ci([0.5, math.nan])
+    assert (n, mean) == (1, 0.5) and math.isnan(std) and math.isnan(low) and math.isnan(high)
+    assert mean_ci([0.91] * 3)[2:] == (0.0, 0.91, 0.91)  # float noise in the variance is no spread
+
+
+def test_constant_means_equal_up_to_float_noise_relative_to_size():
+    assert is_constant([0.91, 0.91, 0.91]) and is_constant([0.80 - 0.79, 0.82 - 0.81])
+    assert not is_constant([0.5, 0.500001])  # results.csv keeps 6 decimals: this is a real difference
+    assert is_constant([1000.0, 1000.0 + 1e-7]) and not is_constant([1000.0, 1000.01])
 
 
 def test_summary_statistics_by_hand():
@@ -186,6 +201,39 @@ def test_welch_is_kept_beside_the_paired_test():
     assert row(c, round=1, control="reinit")["p_welch"] == pytest.approx(2 * (1 - cdf_df4), rel=1e-3)
     # Round 1 vs random_prune: one side constant (0.91 x 3) is still a Welch test.
     assert 0 < row(c, round=1, control="random_prune")["p_welch"] < 0.05
+
+
+def test_welch_by_hand_with_unequal_variances():
+    # [1, 3] vs [0, 0]: se^2 = 2/2 + 0 = 1, t = 2, Welch df = 1 (Cauchy): p = 1 - (2/pi) atan(2).
+    # Student's pooled test would give df = 2 and p = 1 - 2/sqrt(6) = 0.18.
+    assert welch_test([1.0, 3.0], [0.0, 0.0]) == pytest.approx(1 - 2 / math.pi * math.atan(2))
+    assert math.isnan(welch_test([1.0, 3.0], [0.5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one constant side is a valid test, not a warning for the user
+        assert welch_test([0.91] * 3, [0.93, 0.94, 0.95]) < 0.05
+
+
+def test_verdict_thresholds():
+    assert verdict({"n": 3, "diff": 0.1, "p": 0.01}, 0.05) == "no difference"  # p = alpha is not below alpha
+    assert verdict({"n": 3, "diff": 0.1, "p": 0.01}, 0.049) == "ticket better"
+    assert verdict({"n": 3, "diff": -0.1, "p": 0.01}, 0.049) == "worse"
+    assert verdict(paired_test([0.9, 0.8], [0.9, 0.8]), math.nan) == "same"  # two identical pairs
+    assert verdict(paired_test([0.9], [0.9]), math.nan) == "n/a"  # one pair proves nothing
+
+
+def test_compare_options_and_families():
+    frame = results_frame()
+    strict = compare(frame, alpha=0.01)
+    half = 9.924843 * 0.01 / math.sqrt(3)  # t(0.995, 2): the interval follows alpha
+    assert row(strict, round=1, control="reinit")["diff_ci_low"] == pytest.approx(0.13 - half, abs=1e-6)
+    # Holm's family is one control in one run: another run beside it changes nothing.
+    both = compare(pd.concat([frame, results_frame("r2")], ignore_index=True))
+    alone = compare(frame)
+    assert list(both.loc[both["run"] == "r1", "p_paired_holm"]) == pytest.approx(list(alone["p_paired_holm"]),
+                                                                                  nan_ok=True)
+    # A round without a ticket (every seed's diverged, say) is skipped; later rounds are compared.
+    gap = compare(frame[~((frame["round"] == 1) & (frame["variant"] == "ticket"))])
+    assert sorted(set(gap["round"])) == [2, 3, 4]
 
 
 def test_csv_numbers_are_rounded():
@@ -309,6 +357,13 @@ def test_diverged_networks_are_listed_and_left_out_of_every_statistic(tmp_path):
     text = (out / "report.md").read_text()
     assert "## Diverged networks" in text
     assert "- seed 2, round 2 (20% weights remaining), ticket" in text
+
+
+def test_a_run_whose_networks_all_diverged_still_gets_a_report(tmp_path):
+    frame = results_frame().assign(status="diverged")
+    out = write_report([make_run(tmp_path, frame=frame[frame["round"] <= 1])])
+    assert list(pd.read_csv(out / "summary.csv").columns[:4]) == ["round", "variant", "weights_remaining", "n_seeds"]
+    assert "12 networks diverged" in (out / "report.md").read_text()
 
 
 def test_rows_without_a_status_count_as_ok(tmp_path):

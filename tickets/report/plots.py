@@ -59,7 +59,8 @@ def plot_vs_weights(summary: pd.DataFrame, metric: str, scale: float, ylabel: st
     ax.invert_xaxis()  # pruning proceeds left to right
     ax.set(xlabel="Weights remaining (%, log scale)", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if summary.size:  # a run whose every network diverged has nothing to plot
+        ax.legend(fontsize="small")
     _save(fig, path)
 
 
