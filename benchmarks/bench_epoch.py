@@ -5,18 +5,22 @@ batches and the same 80%-dense mask (gradients masked, weights re-masked after e
 and both evaluate validation and test once at the end. Reported: the median over repeats of
 the whole ``train_network`` call (Trainer construction included, what every network pays)
 and of the epoch alone (time between the first and the last training step callback), each
-as a ratio to the plain loop measured in the same process.
+as a ratio to the plain loop measured in the same process. Two more rows evaluate every
+``--eval-every`` iterations (the default config's 20), without a logger and with Lightning's
+TensorBoardLogger receiving every evaluation: their ratio is what TensorBoard costs.
 
-    python benchmarks/bench_epoch.py [--epochs 1] [--repeats 7] [--batch-size 60]
+    python benchmarks/bench_epoch.py [--epochs 1] [--repeats 7] [--batch-size 60] [--eval-every 20]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.loggers import TensorBoardLogger
 
 from tickets.config import build_config
 from tickets.lottery import load_splits
@@ -76,6 +80,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=60)
+    parser.add_argument("--eval-every", type=int, default=20)
     args = parser.parse_args()
 
     config = build_config(None, {})
@@ -88,16 +93,25 @@ def main():
     iterations = args.epochs * iterations_per_epoch(splits.train_x.shape[0], args.batch_size)
     make_opt = lambda params: torch.optim.Adam(params, lr=1.2e-3)  # noqa: E731
 
-    plain, whole, epoch = [], [], []
-    for _ in range(args.repeats):
-        plain.append(plain_loop(model, mask, state, splits, iterations, args.batch_size))
-        timer = EpochTimer()
+    def timed_call(eval_every, loggers=None):
         started = time.perf_counter()
         train_network(model, Ticket(mask, state, 0), make_opt, splits, end_iteration=iterations,
-                      eval_every=iterations, batch_size=args.batch_size, data_seed=0)
-        whole.append(time.perf_counter() - started)
-        epoch.append(timer.last - timer.first)
-        timer.restore()
+                      eval_every=eval_every, batch_size=args.batch_size, data_seed=0, loggers=loggers)
+        return time.perf_counter() - started
+
+    plain, whole, epoch, evaluating, tensorboard = [], [], [], [], []
+    with tempfile.TemporaryDirectory() as logs:
+        for repeat in range(args.repeats):
+            plain.append(plain_loop(model, mask, state, splits, iterations, args.batch_size))
+            timer = EpochTimer()
+            whole.append(timed_call(iterations))
+            epoch.append(timer.last - timer.first)
+            timer.restore()
+            evaluating.append(timed_call(args.eval_every))
+            # the logger is made per network, as a run makes it, so its setup is part of the cost
+            started = time.perf_counter()
+            logger = TensorBoardLogger(logs, name="", version=f"network_{repeat}", default_hp_metric=False)
+            tensorboard.append(timed_call(args.eval_every, [logger]) + time.perf_counter() - started)
 
     base = statistics.median(plain)
     print(f"LeNet-300-100, embedded digits, {splits.train_x.shape[0]} train examples, batch {args.batch_size}, "
@@ -106,9 +120,12 @@ def main():
     print(f"{'what':<44} {'seconds':>9} {'ms/iter':>8} {'vs plain':>9}")
     for label, times in (("plain PyTorch loop (masked, same tensors)", plain),
                          ("tickets train_network, whole call", whole),
-                         ("tickets, training steps only", epoch)):
+                         ("tickets, training steps only", epoch),
+                         (f"tickets, eval every {args.eval_every}, whole call", evaluating),
+                         ("  the same with TensorBoardLogger", tensorboard)):
         t = statistics.median(times)
         print(f"{label:<44} {t:9.4f} {1000 * t / iterations:8.3f} {t / base:8.2f}x")
+    print(f"TensorBoard logger overhead: {statistics.median(tensorboard) / statistics.median(evaluating) - 1:+.1%}")
 
 
 if __name__ == "__main__":

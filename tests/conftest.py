@@ -1,5 +1,6 @@
 """Shared helpers: run the CLI in-process on tiny settings (the embedded digits, a few iterations)."""
 import csv
+import hashlib
 import os
 from pathlib import Path
 
@@ -42,3 +43,8 @@ def read_results(run_dir: Path) -> list[dict]:
 
 def load(path: Path):
     return torch.load(path, weights_only=True)
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` -> its sha256 (to show that a command wrote nothing)."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}

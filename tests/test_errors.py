@@ -1,15 +1,10 @@
 """Bad input: one line naming the problem and the fix, exit code 2, no traceback, outputs untouched."""
-import hashlib
 import subprocess
 import sys
 
 import pytest
 
-from conftest import prune_tiny, run_cli, TINY
-
-
-def snapshot(folder):
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+from conftest import prune_tiny, run_cli, snapshot, TINY
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +66,34 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 def test_report_of_a_folder_without_results(tmp_path):
     result = run_cli("report", tmp_path, expect=2)
     assert "run `tickets prune` first" in result.stderr
+
+
+no_gpu = pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+
+
+@no_gpu
+@pytest.mark.parametrize("verb", ["prune", "train", "supermask"])
+def test_an_unavailable_accelerator_is_one_line_and_writes_nothing(tmp_path, verb):
+    result = run_cli(verb, "--out", tmp_path, *TINY, "--accelerator", "gpu", expect=2)
+    assert result.stderr.startswith("Error: accelerator='gpu' devices=1 precision='32-true' cannot be used here")
+    assert "this machine has CPU only: no CUDA GPU, no Apple MPS" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())  # no empty run directory left behind
+
+
+@no_gpu
+def test_compare_on_an_unavailable_accelerator_touches_nothing(existing):
+    before = snapshot(existing)
+    result = run_cli("compare", existing / "keep", "--controls", "reinit", "--accelerator", "gpu", expect=2)
+    assert "this machine has CPU only" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert snapshot(existing) == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--devices", "2"], "tickets trains one network per process, but accelerator='cpu' devices=2"),
+    (["--set", "train.precision=bogus"], "precision='bogus' cannot be used here (Precision 'bogus' is invalid."),
+])
+def test_device_count_and_precision_errors_are_one_line(tmp_path, args, message):
+    result = run_cli("prune", "--out", tmp_path, *TINY, *args, expect=2)
+    assert result.stderr.startswith("Error: ") and message in result.stderr and "this machine has" in result.stderr
+    assert not any(tmp_path.iterdir())

@@ -31,7 +31,8 @@ def test_one_row_per_network_with_schema(run):
     assert list(rows[0]) == ["run", "seed", "round", "variant", "criterion", "weights_remaining",
                              "params_remaining", "acc_at_init", "best_val_loss", "early_stop_iter",
                              "test_acc_at_early_stop", "final_test_acc", "final_test_loss", "iterations",
-                             "train_seconds"]
+                             "train_seconds", "status"]
+    assert {r["status"] for r in rows} == {"ok"}
     assert float(rows[0]["weights_remaining"]) == 1.0
     assert all(0.3 < float(r["test_acc_at_early_stop"]) <= 1 for r in rows)
 
@@ -58,6 +59,17 @@ def test_pruned_weights_are_zero_after_training_for_every_variant(run):
                 assert all(not (nonzero[n] & ~ticket_mask.tensors[n]).any() for n in LAYERS)
             # every variant has exactly the ticket's number of possibly-nonzero weights per layer
             assert all(int(nonzero[n].sum()) <= ticket_mask.count(n) for n in LAYERS)
+
+
+def test_a_control_under_another_mask_keeps_that_mask_in_its_directory(run):
+    for round_ in (1, 2, 3):
+        ticket_mask = Mask.load(run / f"seed_0/round_{round_}/mask.pt")
+        own = Mask.load(run / f"seed_0/round_{round_}/random_prune/mask.pt")
+        assert own != ticket_mask and own.counts() == ticket_mask.counts()  # random, with the ticket's layer counts
+        final = load(run / f"seed_0/round_{round_}/random_prune/final.pt")
+        assert all(not (final[n][~own.tensors[n]] != 0).any() for n in LAYERS)  # it trained under this mask
+        for variant in ("ticket", "reinit"):  # these train under the round's mask, which is saved once per round
+            assert not (run / f"seed_0/round_{round_}/{variant}/mask.pt").exists()
 
 
 def test_masks_are_monotone_across_rounds(run):

@@ -1,7 +1,9 @@
-"""The ``tickets`` command line: prune, train, supermask, compare, report, plugins, runs.
+"""The ``tickets`` command line: prune, train, supermask, compare, report, plugins, runs, check.
 
-User errors (bad flags, bad configs, unknown names, missing files) print one line on stderr
-and exit with code 2, before anything in the output directory is touched.
+User errors (bad flags, bad configs, unknown names, missing files, damaged inputs, devices this
+machine lacks) print one line on stderr and exit with code 2, before anything in the output
+directory is touched. Exit codes: 0 done; 2 bad input; 3 the run finished but some network
+diverged; 4 ``tickets check`` found damaged files; 130 interrupted (run again to resume).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from tickets import plugins as plugin_mod
 from tickets.errors import TicketsError
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_DAMAGED = 4
+EXIT_INTERRUPTED = 130
 
 
 class TicketsGroup(click.Group):
@@ -35,10 +40,10 @@ class TicketsGroup(click.Group):
             sys.exit(error.exit_code if error.exit_code != 1 else EXIT_USAGE)
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             click.echo("\nInterrupted: run the same command again to resume where it stopped.", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=TicketsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,6 +87,11 @@ def _devices(value: str | None):
             raise TicketsError(f"--devices {value!r}: give a count (1), device indices (0 or 0,1) or auto") from None
 
 
+logger_option = click.option(
+    "--logger", "loggers", multiple=True, metavar="NAME",
+    help="Log each network's curves with a Lightning logger: tensorboard, csv, mlflow or wandb (repeatable).")
+
+
 def run_options(func):
     """The flags shared by prune, train and supermask."""
     options = [
@@ -104,6 +114,7 @@ def run_options(func):
         click.option("--name", help="Run name (default: derived from the settings, so re-running resumes)."),
         click.option("--accelerator", help="Lightning accelerator: cpu, gpu, auto, ..."),
         click.option("--devices", help="Lightning devices: 1, a device index list, or auto."),
+        logger_option,
         click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Set any config key."),
         click.option("--quiet", "-q", is_flag=True, help="No progress display."),
     ]
@@ -124,6 +135,7 @@ def build_run_config(opts: dict, base: dict | None = None):
         "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
         "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
         "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
+        "train.loggers": list(opts["loggers"]) if opts.get("loggers") else None,
     }
     return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()), base)
 
@@ -153,12 +165,19 @@ def train(**opts):
 
 
 def _finish(store, quiet: bool, report: bool = True) -> None:
+    """Print where the results (and the report) are; exit 3 when some network of the run diverged."""
     click.echo(f"results: {store.results_path}")
     if report:
         from tickets.report import write_report
 
         report_dir = write_report([store.dir])
         click.echo(f"report:  {report_dir / 'report.md'}")
+    diverged = [r for r in store.read_results() if r.get("status") == "diverged"]
+    if diverged:
+        names = ", ".join(f"seed {r['seed']} round {r['round']} {r['variant']}" for r in diverged)
+        click.echo(f"{len(diverged)} network{'s' if len(diverged) > 1 else ''} diverged (status diverged in "
+                   f"results.csv): {names}", err=True)
+        sys.exit(EXIT_DIVERGED)
 
 
 @main.command()
@@ -225,8 +244,9 @@ def plugins_command(as_json, kind):
 @click.option("--controls", required=True, help="Comma-separated controls to add, e.g. reinit,signed_reinit.")
 @click.option("--accelerator", help="Lightning accelerator for the controls: cpu, gpu, auto, ...")
 @click.option("--devices", help="Lightning devices: 1, a device index list, or auto.")
+@logger_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-def compare(run, controls, accelerator, devices, quiet):
+def compare(run, controls, accelerator, devices, loggers, quiet):
     """Train the controls RUN lacks for its saved tickets, then write its report."""
     from tickets.lottery import compare_run
 
@@ -234,8 +254,26 @@ def compare(run, controls, accelerator, devices, quiet):
     if not names:
         raise TicketsError("--controls names no control; give e.g. --controls reinit,random_prune")
     store = compare_run(run, names, plugin_mod.registry(), accelerator=accelerator, devices=_devices(devices),
-                        quiet=quiet)
+                        loggers=list(loggers) or None, quiet=quiet)
     _finish(store, quiet)
+
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+def check(run):
+    """Verify every file of RUN against its recorded checksums; say what is wrong (exit 4) and what to do."""
+    from tickets.check import check_run
+
+    found = check_run(run)
+    click.echo(f"{run}: {found.finished} networks finished and intact ({found.diverged} diverged), "
+               f"{found.unfinished} unfinished" + (f", {found.unverified} without checksums (made by an older "
+                                                   "tickets)" if found.unverified else ""))
+    for problem in found.problems:
+        click.echo(f"problem: {problem}")
+    if found.problems:
+        click.echo(f"{len(found.problems)} problem{'s' if len(found.problems) > 1 else ''} found")
+        sys.exit(EXIT_DAMAGED)
+    click.echo("no problems found")
 
 
 @main.command()

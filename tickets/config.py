@@ -49,6 +49,7 @@ class TrainConfig:
     accelerator: str = "cpu"
     devices: typing.Any = 1
     precision: str = "32-true"
+    loggers: list = field(default_factory=list)  # Lightning loggers for the curves: tensorboard, csv, mlflow, wandb
 
 
 @dataclass
@@ -92,7 +93,8 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "pru
 
 # Settings that may change between invocations of the same run: changing them extends the
 # run (more rounds, seeds or controls) or moves it to other hardware, never changes results.
-RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices")
+RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices",
+                  "train.loggers")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # a link to the repository's configs/ (shipped in the wheel)
 
@@ -255,6 +257,8 @@ def validate(config: RunConfig) -> None:
         raise TicketsError(f"epochs must be positive, got {t.epochs}")
     if t.iterations is not None and t.iterations < 1:
         raise TicketsError(f"train.iterations must be at least 1, got {t.iterations}")
+    if not all(isinstance(name, str) for name in t.loggers):
+        raise TicketsError(f"train.loggers must be a list of logger names, got {t.loggers!r}")
     if t.eval_every < 1:
         raise TicketsError(f"train.eval_every must be at least 1, got {t.eval_every}")
     if d.val_size < 1:

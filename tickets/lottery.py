@@ -5,7 +5,10 @@ captures theta_k at the rewind point; round r scores the previous round's traine
 with the criterion, prunes ``fraction`` of the surviving weights, rewinds the survivors to
 theta_k and trains them; each control derives its network from that ticket and trains it.
 Every trained network gets its own directory and a row in results.csv. A network whose
-directory holds ``done.json`` is never trained again, so re-running resumes.
+directory holds ``done.json`` (and files that match its checksums) is never trained again, so
+re-running resumes. A network whose training loss becomes non-finite stops there and gets
+status ``diverged``; a diverged ticket ends its seed's chain (no mask comes from non-finite
+weights), and the other seeds go on.
 """
 from __future__ import annotations
 
@@ -15,19 +18,19 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import yaml
 
 from tickets import config as config_mod
 from tickets.config import RunConfig
 from tickets.data import Splits, make_splits
 from tickets.errors import TicketsError
+from tickets.loggers import check_loggers, close_loggers, network_loggers
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import (RunStore, atomic_torch_save, torch_load,
-                           write_csv_rows)
+from tickets.store import DIVERGED, RunStore, atomic_torch_save, write_csv_rows
 from tickets.ticket import ControlContext, CriterionContext, State, Ticket, clone_state, initialize_, prunable_state
-from tickets.training import METRIC_COLUMNS, BatchStream, TrainOutcome, iterations_per_epoch, train_network
+from tickets.training import (METRIC_COLUMNS, BatchStream, TrainOutcome, check_trainer_settings,
+                              iterations_per_epoch, train_network)
 
 
 def stable_seed(*parts) -> int:
@@ -111,6 +114,13 @@ def optimizer_factory(config: RunConfig, make_optimizer):
     return factory
 
 
+def check_environment(config: RunConfig) -> None:
+    """Fail before anything is written when this machine cannot train with the config (device, loggers)."""
+    t = config.train
+    check_trainer_settings(t.accelerator, t.devices, t.precision)
+    check_loggers(t.loggers)
+
+
 def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore:
     """The run's store; an existing run must have been made with the same settings."""
     name = config.name or config_mod.default_name(config, verb)
@@ -120,7 +130,7 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
             if any(store.dir.iterdir()):
                 raise TicketsError(f"{store.dir} exists and is not a tickets run; choose another --name or --out")
         else:
-            stored = config_mod.from_dict(yaml.safe_load(store.config_path.read_text()) or {})
+            stored = config_mod.from_dict(store.read_config())
             if config_mod.fingerprint(stored) != config_mod.fingerprint(config):
                 old, new = config_mod.flatten(stored.to_dict()), config_mod.flatten(config.to_dict())
                 diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new
@@ -131,18 +141,20 @@ def open_run(config: RunConfig, out_root: Path, verb: str = "prune") -> RunStore
 
 
 def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
-                devices=None, quiet: bool = False) -> RunStore:
+                devices=None, loggers: list[str] | None = None, quiet: bool = False) -> RunStore:
     """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise TicketsError(f"{run_dir} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
-    config = config_mod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+    config = config_mod.from_dict(RunStore(run_dir.parent, run_dir.name).read_config())
     config.name = run_dir.name
     config.prune.controls = list(dict.fromkeys([*config.prune.controls, *controls]))
     if accelerator is not None:
         config.train.accelerator = accelerator
     if devices is not None:
         config.train.devices = devices
+    if loggers is not None:
+        config.train.loggers = loggers
     config_mod.validate(config)
     run = LotteryRun(config, run_dir.parent, registry, quiet=quiet, saved_tickets_only=True)
     return run.run()
@@ -163,6 +175,7 @@ class LotteryRun:
         self.schedule = make_schedule(config, self.splits.train_x.shape[0])
         self.make_optimizer = optimizer_factory(config, self.components.make_optimizer)
         build_model(config, self.components.make_model, self.splits)  # fail on bad options before writing
+        check_environment(config)
         self.store = open_run(config, Path(out_root), verb)
         per_seed = 1 + config.prune.rounds * (1 + len(config.prune.controls))
         self.progress = progress or Progress(per_seed * len(config.seeds), quiet=quiet)
@@ -170,9 +183,11 @@ class LotteryRun:
     # the whole run -----------------------------------------------------------
     def run(self) -> RunStore:
         store, config, sched = self.store, self.config, self.schedule
+        for seed in config.seeds:
+            check_inputs(store, seed)
         with store.running(config_mod.dump(config), verb=self.verb, components=self.provenance,
                            iterations=sched.total, rewind_iteration=sched.rewind,
-                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total):
+                           iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total), self.progress:
             for seed in config.seeds:
                 self.run_seed(seed)
         return store
@@ -190,8 +205,10 @@ class LotteryRun:
             dense.mask.save(store.round_dir(seed, 0) / "mask.pt")
         capture = sched.rewind if sched.rewind > 0 else None
         final = self._train_or_load(model, seed, 0, "ticket", dense, capture_at=capture)
-        rewind_path = store.seed_dir(seed) / "rewind.pt"
-        rewind_state = torch_load(rewind_path)
+        if final is None:  # the dense network diverged: there is nothing to prune
+            self.progress.drop(config.prune.rounds * (1 + len(self.components.controls)))
+            return
+        rewind_state = store.load(store.seed_dir(seed) / "rewind.pt")
 
         previous_mask = dense.mask
         for round_ in range(1, config.prune.rounds + 1):
@@ -209,14 +226,16 @@ class LotteryRun:
                     init=theta0, rewind=rewind_state, prunable=names,
                     initialize=partial(self._fresh_state, model),
                 )
-                derived = control(ticket, ctx)
-                self._train_or_load(model, seed, round_, control_name, derived)
+                self._train(model, seed, round_, control_name, control(ticket, ctx), round_mask=mask)
+            if final is None:  # the ticket diverged: no next mask from non-finite weights
+                self.progress.drop((config.prune.rounds - round_) * (1 + len(self.components.controls)))
+                break
             previous_mask = mask
 
     def _initial_state(self, seed: int, model) -> State:
         path = self.store.seed_dir(seed) / "init.pt"
         if path.exists():
-            return torch_load(path)
+            return self.store.load(path)
         initialize_(model, self.components.init, torch.Generator().manual_seed(seed))
         state = clone_state(model)
         atomic_torch_save(state, path)
@@ -231,7 +250,7 @@ class LotteryRun:
     def _mask_for_round(self, seed, round_, model, names, theta0, rewind_state, final, previous_mask) -> Mask:
         path = self.store.round_dir(seed, round_) / "mask.pt"
         if path.exists():
-            return Mask.load(path)
+            return Mask(self.store.load(path))
         model.load_state_dict(final)
         prune = self.config.prune
         ctx = CriterionContext(
@@ -256,36 +275,64 @@ class LotteryRun:
         return f"seed {seed} | round {round_}/{self.config.prune.rounds} | {variant}"
 
     def _already_done(self, seed: int, round_: int, variant: str) -> bool:
-        """True for a finished network; its row is re-recorded, which heals a results.csv cut short."""
+        """True for a finished network whose files are intact; a damaged one is trained again, with a warning."""
         if not self.store.is_done(seed, round_, variant):
             return False
-        self.store.add_result(self.store.done_row(seed, round_, variant))
-        self.progress.skip(self._label(seed, round_, variant))
+        label = self._label(seed, round_, variant)
+        problems = self.store.damaged_files(seed, round_, variant)
+        if problems:
+            self.progress.warn(f"{label}: {', '.join(problems)}; training it again")
+            return False
+        self.progress.skip(label)
         return True
 
     def _train_or_load(self, model, seed: int, round_: int, variant: str, ticket: Ticket,
-                       capture_at: int | None = None) -> State:
-        """Train one network unless its directory is complete; return its final weights."""
+                       capture_at: int | None = None) -> State | None:
+        """Train one network unless it is finished; return its final weights, or None if it diverged."""
+        if not self._already_done(seed, round_, variant):
+            return self._train(model, seed, round_, variant, ticket, capture_at=capture_at)
+        if self.store.done_row(seed, round_, variant)["status"] == DIVERGED:
+            return None
+        return self.store.load(self.store.network_dir(seed, round_, variant) / "final.pt")
+
+    def _train(self, model, seed: int, round_: int, variant: str, ticket: Ticket, capture_at: int | None = None,
+               round_mask: Mask | None = None) -> State | None:
+        """Train one network and record it; return its final weights, or None if it diverged.
+
+        ``round_mask`` is the round's mask: a network trained under another mask keeps its own mask.pt.
+        """
         store = self.store
         net_dir = store.network_dir(seed, round_, variant)
         label = self._label(seed, round_, variant)
-        if self._already_done(seed, round_, variant):
-            return torch_load(net_dir / "final.pt")
         torch.manual_seed(stable_seed(seed, round_, variant))
         self.progress.start(label, self.schedule.total)
         t = self.config.train
-        outcome = train_network(
-            model, ticket, self.make_optimizer, self.splits, end_iteration=self.schedule.total,
-            eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed, accelerator=t.accelerator,
-            devices=t.devices, precision=t.precision, capture_at=capture_at, on_eval=self.progress.update,
-        )
-        if round_ == 0 and variant == "ticket":
-            atomic_torch_save(outcome.captured_state or ticket.state, store.seed_dir(seed) / "rewind.pt")
+        loggers = network_loggers(t.loggers, store.dir, store.name, seed, round_, variant,
+                                  config_mod.flatten(self.config.to_dict())) if t.loggers else []
+        try:
+            outcome = train_network(
+                model, ticket, self.make_optimizer, self.splits, end_iteration=self.schedule.total,
+                eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed, accelerator=t.accelerator,
+                devices=t.devices, precision=t.precision, capture_at=capture_at,
+                on_eval=partial(self.progress.update, label), loggers=loggers,
+            )
+        finally:
+            close_loggers(loggers)
+        rewind_path = store.seed_dir(seed) / "rewind.pt"
+        if round_ == 0 and variant == "ticket" and outcome.diverged_at is None and not rewind_path.exists():
+            atomic_torch_save(outcome.captured_state or ticket.state, rewind_path)
+        if round_mask is not None and ticket.mask != round_mask:
+            ticket.mask.save(net_dir / "mask.pt")
         row = self._row(seed, round_, variant, ticket.mask, outcome)
         write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
         atomic_torch_save(outcome.final_state, net_dir / "final.pt")
-        store.finish_network(seed, round_, variant, row)
+        inputs = [p for p in (store.seed_dir(seed) / "init.pt", rewind_path, store.round_dir(seed, round_) / "mask.pt")
+                  if p.exists()]
+        store.finish_network(seed, round_, variant, row, inputs)
         self.progress.finish(label, row)
+        if outcome.diverged_at is not None:
+            self.progress.warn(diverged_warning(label, outcome.diverged_at, variant == "ticket"))
+            return None
         return outcome.final_state
 
     def _row(self, seed: int, round_: int, variant: str, mask: Mask, outcome: TrainOutcome) -> dict:
@@ -293,8 +340,24 @@ class LotteryRun:
             "run": self.store.name, "seed": seed, "round": round_, "variant": variant,
             "criterion": self.config.prune.criterion, "weights_remaining": round(mask.density(), 6),
             "params_remaining": mask.count(), **{k: _rounded(v) for k, v in outcome.fields.items()},
-            "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3),
+            "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3), "status": outcome.status,
         }
+
+
+def check_inputs(store: RunStore, seed: int) -> None:
+    """A TicketsError (one line: the file and the fix) when a shared file of ``seed`` differs from its record."""
+    problems = store.damaged_inputs(seed)
+    if problems:
+        name, problem = problems[0]
+        more = f" ({len(problems) - 1} more: see `tickets check {store.dir}`)" if len(problems) > 1 else ""
+        raise TicketsError(store.damage_message(name, problem) + more)
+
+
+def diverged_warning(label: str, iteration: int, ends_chain: bool) -> str:
+    """The warning line for a network whose training loss became non-finite."""
+    then = "; its seed's later rounds are not trained" if ends_chain else ""
+    return (f"{label} diverged: the training loss was not finite at iteration {iteration}, so training stopped "
+            f"(status diverged in results.csv){then}; a lower --lr may help")
 
 
 def _rounded(value):

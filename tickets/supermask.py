@@ -48,11 +48,13 @@ from torch.nn.utils import parametrize
 from tickets import config as config_mod
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
-from tickets.lottery import build_model, load_splits, open_run, optimizer_factory, stable_seed
+from tickets.loggers import close_loggers, network_loggers
+from tickets.lottery import (build_model, check_environment, check_inputs, diverged_warning, load_splits, open_run,
+                             optimizer_factory, stable_seed)
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import RunStore, atomic_torch_save, torch_load, write_csv_rows
+from tickets.store import RunStore, atomic_torch_save, write_csv_rows
 from tickets.ticket import Ticket, clone_state, initialize_
 from tickets.training import METRIC_COLUMNS, iterations_per_epoch, summarize_metrics, train_network
 
@@ -226,15 +228,18 @@ class SupermaskRun:
         factory = optimizer_factory(config, entries["optimizer"].obj)
         self.make_optimizer = lambda params: factory([p for p in params if p.requires_grad])
         build_model(config, self.make_model, self.splits)  # fail on bad options before writing
+        check_environment(config)
         self.store: RunStore = open_run(config, Path(out_root), "supermask")
         self.progress = progress or Progress(len(config.seeds), quiet=quiet)
 
     def run(self) -> RunStore:
         """Train (or skip, when done) the supermask of every seed; returns the run's store."""
         store, config = self.store, self.config
+        for seed in config.seeds:
+            check_inputs(store, seed)
         with store.running(config_mod.dump(config), verb="supermask", components=self.provenance,
                            method=config.supermask.method, density=config.supermask.density,
-                           iterations=self.total, expected_networks=self.progress.total):
+                           iterations=self.total, expected_networks=self.progress.total), self.progress:
             for seed in config.seeds:
                 self.run_seed(seed)
         return store
@@ -245,13 +250,15 @@ class SupermaskRun:
         label = f"seed {seed} | {self.variant} ({config.model.init} weights, density {s.density})"
         net_dir = store.network_dir(seed, 0, self.variant)
         if store.is_done(seed, 0, self.variant):
-            store.add_result(store.done_row(seed, 0, self.variant))  # heals a results.csv cut short
-            self.progress.skip(label)
-            return
+            problems = store.damaged_files(seed, 0, self.variant)
+            if not problems:
+                self.progress.skip(label)
+                return
+            self.progress.warn(f"{label}: {', '.join(problems)}; training it again")
         model = build_model(config, self.make_model, self.splits)
         init_path = store.seed_dir(seed) / "init.pt"
         if init_path.exists():
-            model.load_state_dict(torch_load(init_path))
+            model.load_state_dict(store.load(init_path))
         else:  # the same theta_0 as `tickets prune` draws for this seed and initializer
             initialize_(model, self.init, torch.Generator().manual_seed(seed))
             atomic_torch_save(clone_state(model), init_path)
@@ -263,14 +270,19 @@ class SupermaskRun:
 
         def on_eval(metrics_row: dict) -> None:
             snapshot.observe(metrics_row)
-            self.progress.update(metrics_row)
+            self.progress.update(label, metrics_row)
 
         t = config.train
-        outcome = train_network(
-            model, Ticket(Mask({}), clone_state(model)), self.make_optimizer, self.splits,
-            end_iteration=self.total, eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed,
-            accelerator=t.accelerator, devices=t.devices, precision=t.precision, on_eval=on_eval,
-        )
+        loggers = network_loggers(t.loggers, store.dir, store.name, seed, 0, self.variant,
+                                  config_mod.flatten(config.to_dict())) if t.loggers else []
+        try:
+            outcome = train_network(
+                model, Ticket(Mask({}), clone_state(model)), self.make_optimizer, self.splits,
+                end_iteration=self.total, eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed,
+                accelerator=t.accelerator, devices=t.devices, precision=t.precision, on_eval=on_eval, loggers=loggers,
+            )
+        finally:
+            close_loggers(loggers)
         if snapshot.iteration != outcome.fields["early_stop_iter"]:
             raise RuntimeError(f"early-stop snapshot at iteration {snapshot.iteration}, "
                                f"but the result reports {outcome.fields['early_stop_iter']}")
@@ -279,12 +291,14 @@ class SupermaskRun:
         row = {"run": store.name, "seed": seed, "round": 0, "variant": self.variant, "criterion": s.method,
                "weights_remaining": round(mask.density(), 6), "params_remaining": mask.count(),
                **{k: round(v, 6) if isinstance(v, float) else v for k, v in outcome.fields.items()},
-               "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3)}
+               "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3), "status": outcome.status}
         mask.save(net_dir / "mask.pt")
         atomic_torch_save(snapshot.state, net_dir / "early_stop.pt")
         learned_mask(wrapped).save(net_dir / "final_mask.pt")
         atomic_torch_save(plain_state(model, wrapped), net_dir / "final.pt")
         atomic_torch_save({name: w.scores.detach().cpu().clone() for name, w in wrapped.items()}, net_dir / "scores.pt")
         write_csv_rows(net_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
-        store.finish_network(seed, 0, self.variant, row)
+        store.finish_network(seed, 0, self.variant, row, inputs=[init_path])
         self.progress.finish(label, row)
+        if outcome.diverged_at is not None:
+            self.progress.warn(diverged_warning(label, outcome.diverged_at, ends_chain=False))

@@ -6,7 +6,8 @@
   step and re-applies the mask after it, so pruned weights stay exactly zero (or at their
   frozen values) whatever momentum or weight decay would do. It evaluates on the validation
   and test tensors every ``eval_every`` iterations, keeping losses in on-device accumulators
-  between evaluations.
+  between evaluations, and sends each evaluation to the Trainer's loggers, if any. Training
+  stops after the first iteration whose loss is not finite (the network diverged).
 - :func:`train_network` runs one ``Trainer.fit`` and returns the metrics, the final weights
   and the result fields (early-stop iteration, test accuracy there, final accuracy).
 """
@@ -24,6 +25,7 @@ warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*Trying to infer the `batch_size`.*")
 warnings.filterwarnings("ignore", message=r".*is an invalid version and will not be supported.*")
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")  # tickets logs its evaluations itself
 
 import pytorch_lightning as pl  # noqa: E402
 import torch
@@ -86,6 +88,12 @@ class TrainOutcome:
     seconds: float
     iterations: int
     fields: dict = field(default_factory=dict)
+    diverged_at: int | None = None  # the iteration whose training loss was not finite; training stopped there
+
+    @property
+    def status(self) -> str:
+        """``ok``, or ``diverged`` when the training loss became non-finite (results.csv's status column)."""
+        return "ok" if self.diverged_at is None else "diverged"
 
 
 class MaskedTraining(pl.LightningModule):
@@ -107,6 +115,7 @@ class MaskedTraining(pl.LightningModule):
         self.iteration = ticket.start_iteration
         self.metrics: list[dict] = []
         self.captured: State | None = None
+        self.diverged_at: int | None = None
         self._masked: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self._direct = False
 
@@ -129,6 +138,12 @@ class MaskedTraining(pl.LightningModule):
         self._direct = getattr(self.trainer.precision_plugin, "scaler", None) is None
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
+        # Whether the last training loss was finite, copied to the host without waiting for the
+        # device: on CUDA the copy is read one step later, so the check never stalls the queue.
+        cuda = self.device.type == "cuda"
+        self._finite = torch.ones((), dtype=torch.bool, pin_memory=cuda)
+        self._finite_copied = torch.cuda.Event() if cuda else None
+        self._loggers = list(self.trainer.loggers)
 
     def on_train_start(self) -> None:
         self._optimizer = self.optimizers(use_pl_optimizer=not self._direct)
@@ -136,10 +151,32 @@ class MaskedTraining(pl.LightningModule):
             self.captured = _cpu_state(self.model)
         self._evaluate()
 
+    def on_train_batch_start(self, batch, batch_idx):
+        if self._stop_if_diverged():
+            return -1  # Lightning: skip the rest of the (only) epoch
+
+    def on_train_end(self) -> None:
+        self._stop_if_diverged()
+
+    def _stop_if_diverged(self) -> bool:
+        """Whether training must stop: a step's loss was not finite (the first time, note where and evaluate there)."""
+        if self.diverged_at is None:
+            if self._finite_copied is not None:
+                self._finite_copied.synchronize()
+            if bool(self._finite):
+                return False
+            self.diverged_at = self.iteration
+            if self.metrics[-1]["iteration"] != self.iteration:
+                self._evaluate()
+        return True
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         optimizer = self._optimizer
         loss = F.cross_entropy(self.model(x), y)
+        self._finite.copy_(torch.isfinite(loss.detach()), non_blocking=self._finite_copied is not None)
+        if self._finite_copied is not None:
+            self._finite_copied.record()
         optimizer.zero_grad(set_to_none=True)
         if self._direct:
             loss.backward()
@@ -178,6 +215,10 @@ class MaskedTraining(pl.LightningModule):
         row = {"iteration": self.iteration, "train_loss": train_loss, "val_loss": val_loss,
                "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc}
         self.metrics.append(row)
+        if self._loggers:
+            values = {_curve_name(k): v for k, v in row.items() if k != "iteration" and math.isfinite(v)}
+            for logger in self._loggers:
+                logger.log_metrics(values, step=self.iteration)
         if self.on_eval is not None:
             self.on_eval(row)
 
@@ -194,41 +235,74 @@ class MaskedTraining(pl.LightningModule):
         return (loss_sum / n).item(), (correct.float() / n).item()
 
 
+def _curve_name(column: str) -> str:
+    """A metrics.csv column as a logger's curve name: ``val_acc`` -> ``val/acc`` (loggers group by prefix)."""
+    split, _, what = column.partition("_")
+    return f"{split}/{what}" if split in ("train", "val", "test") and what else column
+
+
 def _cpu_state(model: nn.Module) -> State:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def make_trainer(accelerator: str, devices, precision: str) -> pl.Trainer:
-    """A Lightning Trainer with everything but the training loop switched off."""
+def available_devices() -> str:
+    """What this machine offers Lightning, in words: ``CPU only: no CUDA GPU, no Apple MPS``, ``CPU and 2 CUDA GPUs (...)``."""
+    found = []
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        found.append(f"{n} CUDA GPU{'s' if n != 1 else ''} ({torch.cuda.get_device_name(0)})")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("Apple MPS")
+    return "CPU and " + ", ".join(found) if found else "CPU only: no CUDA GPU, no Apple MPS"
+
+
+def make_trainer(accelerator: str, devices, precision: str, loggers: list | None = None) -> pl.Trainer:
+    """A Lightning Trainer with everything but the training loop switched off (and ``loggers``, if any).
+
+    Settings this machine cannot run are a TicketsError that says what the machine has.
+    """
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    settings = f"accelerator={accelerator!r} devices={devices!r} precision={precision!r}"
     try:
         trainer = pl.Trainer(
             accelerator=accelerator, devices=devices, precision=precision,
             max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            logger=loggers or False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False,
         )
-    except (ValueError, TypeError, RuntimeError) as error:
+    except (MisconfigurationException, ImportError, ValueError, TypeError, RuntimeError) as error:
         first = " ".join(str(error).split())
-        raise TicketsError(f"accelerator={accelerator!r} devices={devices!r} precision={precision!r} "
-                           f"cannot be used here ({first}); use --accelerator cpu or an available device") from None
+        raise TicketsError(f"{settings} cannot be used here ({first}); this machine has {available_devices()}; "
+                           "choose settings it supports, e.g. --accelerator cpu") from None
     if trainer.world_size != 1:
-        raise TicketsError(f"tickets trains one network per process; use one device (got devices={devices!r})")
+        raise TicketsError(f"tickets trains one network per process, but {settings} asks for {trainer.world_size} "
+                           f"devices; use --devices 1 (this machine has {available_devices()})")
     if trainer.strategy.root_device.type == "cuda":
         # TF32 matmuls on GPUs that have them: much faster, and accuracy differs by noise only.
         torch.set_float32_matmul_precision("high")
     return trainer
 
 
+def check_trainer_settings(accelerator: str, devices, precision: str) -> None:
+    """Fail (TicketsError, one line) now, before a run writes anything, if this machine cannot train with these settings."""
+    make_trainer(accelerator, devices, precision)
+
+
 def train_network(model: nn.Module, ticket: Ticket, make_optimizer: Callable, splits: Splits, *,
                   end_iteration: int, eval_every: int, batch_size: int, data_seed: int,
                   accelerator: str = "cpu", devices=1, precision: str = "32-true",
-                  capture_at: int | None = None, on_eval: Callable[[dict], None] | None = None) -> TrainOutcome:
+                  capture_at: int | None = None, on_eval: Callable[[dict], None] | None = None,
+                  loggers: list | None = None) -> TrainOutcome:
     """Train ``model`` from ``ticket`` to iteration ``end_iteration``; see :class:`MaskedTraining`.
 
     ``capture_at`` asks for a copy of the weights at that iteration (the rewind point).
+    ``loggers`` (Lightning loggers) receive every evaluation as curves ``train/loss``, ``val/acc``, ...
+    Training stops early when the loss becomes non-finite (``TrainOutcome.diverged_at``).
     """
     model.load_state_dict(ticket.state)
-    trainer = make_trainer(accelerator, devices, precision)
+    trainer = make_trainer(accelerator, devices, precision, loggers)
     device = trainer.strategy.root_device
     splits = splits.to(device)
     module = MaskedTraining(model, ticket, make_optimizer, splits, end_iteration, eval_every, capture_at, on_eval)
@@ -239,8 +313,8 @@ def train_network(model: nn.Module, ticket: Ticket, make_optimizer: Callable, sp
     if trainer.interrupted:
         raise KeyboardInterrupt
     final = _cpu_state(model)
-    return TrainOutcome(module.metrics, final, module.captured, seconds, end_iteration - ticket.start_iteration,
-                        summarize_metrics(module.metrics))
+    return TrainOutcome(module.metrics, final, module.captured, seconds, module.iteration - ticket.start_iteration,
+                        summarize_metrics(module.metrics), module.diverged_at)
 
 
 def summarize_metrics(metrics: list[dict]) -> dict:

@@ -8,9 +8,9 @@ import yaml
 
 from tickets.errors import TicketsError
 from tickets.report.statistics import METRICS
+from tickets.store import DIVERGED, OK
 
 REQUIRED_COLUMNS = ("seed", "round", "variant", "weights_remaining") + METRICS
-OK, DIVERGED = "ok", "diverged"
 # Config keys that differ between runs without being what the runs compare.
 IGNORED_CONFIG_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices")
 
