@@ -1,14 +1,17 @@
-"""`tickets supermask`: rows, the saved mask and its density, straight-through gradients, determinism, resume, errors."""
+"""`tickets supermask`: rows, the saved masks and states, straight-through gradients, determinism, resume,
+method defaults, errors."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import load, read_results, run_cli
 from tickets.builtin.models import lenet_300_100
 from tickets.config import build_config
+from tickets.errors import TicketsError
 from tickets.lottery import load_splits
 from tickets.plugins import registry
-from tickets.store import RESULT_COLUMNS
-from tickets.supermask import SupermaskWeight, keep_count
+from tickets.store import RESULT_COLUMNS, read_csv_rows
+from tickets.supermask import SupermaskWeight, keep_count, method_defaults
 
 LAYERS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "output.weight": 100 * 10}
 TINY = ["--epochs", "2", "--set", "train.eval_every=20", "--quiet"]  # about a second per network
@@ -18,15 +21,24 @@ def supermask(out, name, *extra, expect=0):
     return run_cli("supermask", "--out", out, "--name", name, *TINY, *extra, expect=expect)
 
 
-def masked_accuracy(run_dir, variant):
-    """Test accuracy of init.pt masked by mask.pt in a plain model, computed with torch alone."""
+def evaluate(model, state):
+    """(test accuracy, test loss) on the digits of ``model`` loaded with ``state``, in evaluation mode."""
     splits = load_splits(build_config(), registry().get("datasets", "digits"))
-    model = lenet_300_100(10, (1, 28, 28))
-    state, mask = load(run_dir / "seed_0/init.pt"), load(run_dir / f"seed_0/round_0/{variant}/mask.pt")
-    model.load_state_dict({k: v * mask[k] if k in mask else v for k, v in state.items()})
+    model.load_state_dict(state)
+    model.eval()
     with torch.no_grad():
-        return (model(splits.test_x).argmax(1) == splits.test_y).float().mean().item()
+        logits = model(splits.test_x)
+    return (logits.argmax(1) == splits.test_y).float().mean().item(), F.cross_entropy(logits, splits.test_y).item()
 
+
+def accuracy(model, state):
+    return evaluate(model, state)[0]
+
+
+def masked_accuracy(run_dir, variant, mask_file="mask.pt"):
+    """Test accuracy of init.pt masked by ``mask_file`` in a plain LeNet."""
+    state, mask = load(run_dir / "seed_0/init.pt"), load(run_dir / f"seed_0/round_0/{variant}/{mask_file}")
+    return accuracy(lenet_300_100(10, (1, 28, 28)), {k: v * mask[k] if k in mask else v for k, v in state.items()})
 
 
 
@@ -38,10 +50,14 @@ def edge_popup(tmp_path_factory):
     return out / "ep"
 
 
+# At this learning rate the mask reaches its best validation loss before the end (iteration 180 of 290).
+BERNOULLI = ["--method", "bernoulli", "--density", "0.5", "--init", "kaiming_normal", "--lr", "0.1", "--epochs", "5"]
+
+
 @pytest.fixture(scope="module")
 def bernoulli(tmp_path_factory):
     out = tmp_path_factory.mktemp("sm")
-    supermask(out, "bern", "--method", "bernoulli", "--density", "0.5", "--init", "kaiming_normal", "--lr", "0.3")
+    supermask(out, "bern", *BERNOULLI)
     return out, out / "bern"
 
 
@@ -56,7 +72,7 @@ def test_edge_popup_writes_one_row_and_an_exact_per_layer_mask(edge_popup):
     kept = sum(int(m.sum()) for m in mask.values())
     assert int(row["params_remaining"]) == kept
     assert float(row["weights_remaining"]) == pytest.approx(kept / sum(LAYERS.values()), abs=1e-6)
-    for name in ("metrics.csv", "done.json", "scores.pt"):
+    for name in ("metrics.csv", "done.json", "scores.pt", "early_stop.pt", "final_mask.pt", "final.pt"):
         assert (edge_popup / "seed_0/round_0/supermask_edge_popup" / name).exists()
 
 
@@ -64,7 +80,9 @@ def test_weights_stay_frozen_and_the_saved_mask_gives_the_reported_accuracy(edge
     init = load(edge_popup / "seed_0/init.pt")
     assert torch.allclose(init["fc1.weight"].abs(), torch.full((300, 784), (2 / 784) ** 0.5))  # signed constant
     (row,) = read_results(edge_popup)
-    assert masked_accuracy(edge_popup, "supermask_edge_popup") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    variant = "supermask_edge_popup"
+    assert masked_accuracy(edge_popup, variant) == pytest.approx(float(row["test_acc_at_early_stop"]), abs=1e-6)
+    assert masked_accuracy(edge_popup, variant, "final_mask.pt") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
     assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25  # learned a mask, from chance
 
 
@@ -75,13 +93,32 @@ def test_bernoulli_reports_the_learned_density_of_the_saved_mask(bernoulli):
     kept = sum(int(m.sum()) for m in mask.values())
     assert row["variant"] == "supermask_bernoulli" and int(row["params_remaining"]) == kept
     assert 0.3 < float(row["weights_remaining"]) < 0.7
-    assert masked_accuracy(run_dir, "supermask_bernoulli") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
-    assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25
+    assert float(row["test_acc_at_early_stop"]) > 0.8 and float(row["acc_at_init"]) < 0.25
+
+
+def test_the_headline_accuracy_and_its_mask_come_from_the_early_stop_iteration(bernoulli):
+    _, run_dir = bernoulli
+    (row,) = read_results(run_dir)
+    net = run_dir / "seed_0/round_0/supermask_bernoulli"
+    early, final = load(net / "mask.pt"), load(net / "final_mask.pt")
+    # The premise: training went on past the early stop, and the sampled masks kept changing.
+    assert int(row["early_stop_iter"]) < int(row["iterations"])
+    assert not all(torch.equal(early[n], final[n]) for n in LAYERS)
+    assert float(row["test_acc_at_early_stop"]) != float(row["final_test_acc"])
+    assert masked_accuracy(run_dir, "supermask_bernoulli") == pytest.approx(float(row["test_acc_at_early_stop"]),
+                                                                            abs=1e-6)
+    assert masked_accuracy(run_dir, "supermask_bernoulli", "final_mask.pt") == pytest.approx(
+        float(row["final_test_acc"]), abs=1e-6)
+    kept = sum(int(m.sum()) for m in early.values())
+    assert int(row["params_remaining"]) == kept
+    assert float(row["weights_remaining"]) == pytest.approx(kept / sum(LAYERS.values()), abs=1e-6)
+    assert accuracy(lenet_300_100(10, (1, 28, 28)), load(net / "early_stop.pt")) == pytest.approx(
+        float(row["test_acc_at_early_stop"]), abs=1e-6)
 
 
 def test_a_fixed_seed_gives_the_same_mask_and_rerunning_trains_nothing(bernoulli, tmp_path):
     out, run_dir = bernoulli
-    supermask(tmp_path, "again", "--method", "bernoulli", "--density", "0.5", "--init", "kaiming_normal", "--lr", "0.3")
+    supermask(tmp_path, "again", *BERNOULLI)
     first = load(run_dir / "seed_0/round_0/supermask_bernoulli/mask.pt")
     second = load(tmp_path / "again/seed_0/round_0/supermask_bernoulli/mask.pt")
     assert all(torch.equal(first[n], second[n]) for n in LAYERS)
@@ -89,8 +126,7 @@ def test_a_fixed_seed_gives_the_same_mask_and_rerunning_trains_nothing(bernoulli
     assert strip(read_results(run_dir)) == strip(read_results(tmp_path / "again"))
     path = run_dir / "seed_0/round_0/supermask_bernoulli/mask.pt"
     stamp = path.stat().st_mtime_ns
-    result = run_cli("supermask", "--out", out, "--name", "bern", "--method", "bernoulli", "--density", "0.5",
-                     "--init", "kaiming_normal", "--lr", "0.3", *TINY[:-1])
+    result = run_cli("supermask", "--out", out, "--name", "bern", *TINY[:-1], *BERNOULLI)
     assert "already done" in result.stderr and path.stat().st_mtime_ns == stamp
 
 
@@ -121,3 +157,51 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = supermask(tmp_path, "bad", *args, expect=2)
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_batchnorm_results_are_reproduced_from_the_saved_files(tmp_path):
+    """resnet20's BatchNorm running statistics change in training though no weight does: they are saved."""
+    supermask(tmp_path, "bn", "--method", "edge_popup", "--model", "resnet20", "--set", "model.options={width: 0.25}",
+              "--set", "train.iterations=12", "--set", "train.eval_every=4")
+    run = tmp_path / "bn"
+    (row,) = read_results(run)
+    net = run / "seed_0/round_0/supermask_edge_popup"
+    init, mask, early = load(run / "seed_0/init.pt"), load(net / "mask.pt"), load(net / "early_stop.pt")
+    model = registry().get("models", "resnet20")(10, (1, 28, 28), width=0.25)
+    assert set(early) == set(model.state_dict())
+    statistics = [k for k in init if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    for name, value in init.items():  # the weights are init.pt's, masked by mask.pt; nothing else trained
+        if name in mask:
+            assert torch.equal(early[name], value * mask[name])
+        elif name not in statistics:
+            assert torch.equal(early[name], value)
+    # Accuracy and (more sensitive) test loss at the early stop and at the end, as reported.
+    (at_stop,) = [m for m in read_csv_rows(net / "metrics.csv") if m["iteration"] == row["early_stop_iter"]]
+    acc, loss = evaluate(model, early)
+    assert acc == pytest.approx(float(row["test_acc_at_early_stop"]), abs=1e-6)
+    assert loss == pytest.approx(float(at_stop["test_loss"]), rel=1e-5)
+    acc, loss = evaluate(model, load(net / "final.pt"))
+    assert acc == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    assert loss == pytest.approx(float(row["final_test_loss"]), rel=1e-5)
+    # Without the learned statistics, the same weights and mask give another network.
+    _, stale_loss = evaluate(model, {**early, **{k: init[k] for k in statistics}})
+    assert stale_loss != pytest.approx(float(at_stop["test_loss"]), rel=1e-2)
+
+
+@pytest.mark.parametrize("method", ["bernoulli", "edge_popup"])
+def test_each_method_reaches_85_percent_with_no_other_flags(tmp_path, method):
+    run_cli("supermask", "--out", tmp_path, "--name", method, "--method", method, "--quiet")
+    (row,) = read_results(tmp_path / method)
+    assert float(row["test_acc_at_early_stop"]) >= 0.85
+
+
+def test_method_defaults_sit_beneath_config_files_and_flags(tmp_path):
+    bernoulli = method_defaults("bernoulli")
+    assert build_config(base=bernoulli).train.lr == bernoulli["train.lr"] != build_config().train.lr
+    assert build_config(overrides={"train.lr": 0.05}, base=bernoulli).train.lr == 0.05
+    assert build_config(sets=["train.epochs=3"], base=bernoulli).train.epochs == 3
+    config = tmp_path / "mine.yaml"
+    config.write_text("train:\n  lr: 0.02\n")
+    assert build_config(str(config), base=bernoulli).train.lr == 0.02
+    with pytest.raises(TicketsError, match="unknown supermask method 'nope'"):
+        method_defaults("nope")

@@ -326,14 +326,19 @@ def check(run):
 @click.option("--density", type=float, help="edge_popup: fraction kept per layer; bernoulli: initial keep probability.")
 @click.option("--init", help="Initializer of the frozen weights (model.init), e.g. signed_constant or kaiming_normal.")
 def supermask(method, density, init, **opts):
-    """Learn a mask over frozen random weights (resumable); rows go to results.csv."""
-    from tickets.supermask import SupermaskRun
+    """Learn a mask over frozen random weights (resumable); rows go to results.csv.
+
+    Method defaults, beneath any config file and flags: bernoulli trains its scores at lr 0.3
+    (Adam); edge_popup's frozen weights are signed_constant. Otherwise the usual defaults
+    (Adam, lr 1.2e-3, 5 epochs, kaiming_normal weights, density 0.5).
+    """
+    from tickets.supermask import SupermaskRun, method_defaults
 
     sets = [f"supermask.method={method}"] if method is not None else []
     sets += [f"supermask.density={density}"] if density is not None else []
     sets += [f"model.init={init}"] if init is not None else []
     opts["sets"] = tuple(opts.get("sets") or ()) + tuple(sets)
-    config = build_run_config(opts)
+    config = build_run_config(opts, defaults=method_defaults(build_run_config(opts).supermask.method))
     store = SupermaskRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"]).run()
     for row in store.read_results():
         click.echo(f"seed {row['seed']} {row['variant']}: density {float(row['weights_remaining']):.4f}, "

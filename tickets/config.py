@@ -234,12 +234,11 @@ def config_defaults(verb: str) -> dict:
 
 
 def build_config(config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                 sets: list[str] = (), defaults: dict | None = None) -> RunConfig:
-    """Defaults (the dataclasses', then a command's own), the YAML file, flag overrides (dotted
-    keys), then ``--set`` items."""
+                 sets: list[str] = (), defaults: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults (the dataclasses', then ``defaults``: a command's own, dotted keys), the YAML file,
+    flag overrides (dotted keys), then ``--set`` items."""
     config = RunConfig()
-    if defaults:
-        _apply(config, defaults, "defaults")
+    _apply(config, nest(defaults or {}), "defaults")
     if config_path:
         path = resolve_config_path(config_path)
         _apply(config, load_yaml(path), str(path))
