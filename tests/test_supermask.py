@@ -197,11 +197,11 @@ def test_each_method_reaches_85_percent_with_no_other_flags(tmp_path, method):
 
 def test_method_defaults_sit_beneath_config_files_and_flags(tmp_path):
     bernoulli = method_defaults("bernoulli")
-    assert build_config(base=bernoulli).train.lr == bernoulli["train.lr"] != build_config().train.lr
-    assert build_config(overrides={"train.lr": 0.05}, base=bernoulli).train.lr == 0.05
-    assert build_config(sets=["train.epochs=3"], base=bernoulli).train.epochs == 3
+    assert build_config(defaults=bernoulli).train.lr == bernoulli["train.lr"] != build_config().train.lr
+    assert build_config(overrides={"train.lr": 0.05}, defaults=bernoulli).train.lr == 0.05
+    assert build_config(sets=["train.epochs=3"], defaults=bernoulli).train.epochs == 3
     config = tmp_path / "mine.yaml"
     config.write_text("train:\n  lr: 0.02\n")
-    assert build_config(str(config), base=bernoulli).train.lr == 0.02
+    assert build_config(str(config), defaults=bernoulli).train.lr == 0.02
     with pytest.raises(TicketsError, match="unknown supermask method 'nope'"):
         method_defaults("nope")
