@@ -54,7 +54,7 @@ def masked_accuracy(run_dir: Path, state: dict, mask: dict) -> float:
     import yaml
 
     from tickets import config as config_mod
-    from tickets.lottery import load_splits
+    from tickets.components import load_splits
     from tickets.plugins import registry
 
     config = config_mod.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))

@@ -6,7 +6,7 @@ from tickets.errors import TicketsError
 from tickets.plugins import registry
 from tickets.config import check_names
 from tickets.augment import configured_transforms
-from tickets.lottery import make_schedule
+from tickets.components import make_schedule
 from tickets.schedules import lr_factor
 
 

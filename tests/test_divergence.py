@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from conftest import read_results, run_cli, TINY
 from tickets.config import build_config
-from tickets.lottery import load_splits
+from tickets.components import load_splits
 from tickets.masks import Mask
 from tickets.plugins import registry
 from tickets.ticket import Ticket, clone_state, initialize_

@@ -8,7 +8,7 @@ from conftest import load, read_results, run_cli
 from tickets.builtin.models import lenet_300_100
 from tickets.config import build_config
 from tickets.errors import TicketsError
-from tickets.lottery import load_splits
+from tickets.components import load_splits
 from tickets.plugins import registry
 from tickets.store import RESULT_COLUMNS, read_csv_rows
 from tickets.supermask import SupermaskWeight, keep_count, method_defaults

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from tickets import config as config_mod
-from tickets.components import (Components, RunContext, Schedule, build_model, load_splits,  # noqa: F401
-                                 make_schedule, optimizer_factory, resolve_components, stable_seed)
+from tickets.components import RunContext, stable_seed
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
 from tickets.executors import ExecutionPlan, make_executor

@@ -49,8 +49,8 @@ from tickets import config as config_mod
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
 from tickets.loggers import close_loggers, network_loggers
-from tickets.lottery import (build_model, check_environment, check_inputs, diverged_warning, load_splits, open_run,
-                             optimizer_factory, stable_seed)
+from tickets.components import build_model, load_splits, optimizer_factory, stable_seed
+from tickets.lottery import check_environment, check_inputs, diverged_warning, open_run
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
