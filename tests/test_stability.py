@@ -1,13 +1,17 @@
 """Instability analysis: hand-checkable paths, interpolation of parameters and buffers, the command end to end."""
 import csv
+import importlib.util
+import os
 
 import pytest
 import torch
 from torch import nn
 
 from conftest import load, prune_tiny, run_cli
+from tickets.store import read_json
 from tickets.stability import instability, interpolate, path_errors, reset_batchnorm
 
+HAVE_RAY = importlib.util.find_spec("ray") is not None
 STEPS = ["--set", "train.iterations=12", "--set", "train.eval_every=6", "--quiet"]
 
 
@@ -97,6 +101,17 @@ def test_rerunning_stability_trains_nothing(dense):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and rows(dense) == before
 
 
+def test_stability_does_not_depend_on_the_executor(dense, tmp_path):
+    assert read_json(dense / "run.json")["execution"]["executor"] == "local"  # the fixture ran on 2 workers
+    ways = [["--workers", "1"]] + ([["--executor", "ray"]] if HAVE_RAY or os.environ.get("CI") else [])
+    for i, way in enumerate(ways):
+        run_cli("stability", "--out", tmp_path, "--name", f"way{i}", "--at", "0,5it", "--points", "3", *STEPS, *way)
+        assert rows(tmp_path / f"way{i}") == rows(dense), way
+        for copy in dense.glob("stability/**/copy_*/final.pt"):
+            other = load(tmp_path / f"way{i}" / copy.relative_to(dense))
+            assert all(torch.equal(load(copy)[k], other[k]) for k in other)
+
+
 def test_theta_k_is_the_dense_networks_weights_at_k(dense, tmp_path):
     run_dir = prune_tiny(tmp_path, "run", "--rounds", "0", "--rewind", "5it", *STEPS)
     trajectory = load(dense / "stability/seed_0/rewind_5.pt")
@@ -106,7 +121,7 @@ def test_theta_k_is_the_dense_networks_weights_at_k(dense, tmp_path):
 
 def test_stability_of_a_runs_tickets_and_controls(tmp_path):
     run_dir = prune_tiny(tmp_path, "run", "--rounds", "1", "--rewind", "5it", "--controls", "reinit", *STEPS)
-    run_cli("stability", run_dir, "--at", "0,5it", "--points", "3", "--rounds", "1", "--quiet")
+    run_cli("stability", run_dir, "--at", "0,5it", "--points", "3", "--rounds", "1", "--workers", "2", "--quiet")
     found = rows(run_dir)
     assert [(r["round"], r["variant"], r["k"]) for r in found] == [
         ("1", "ticket", "0"), ("1", "ticket", "5"), ("1", "reinit", "0"), ("1", "reinit", "5")]

@@ -10,7 +10,7 @@ from tickets.config import build_config
 from tickets.errors import TicketsError
 from tickets.components import load_splits
 from tickets.plugins import registry
-from tickets.store import RESULT_COLUMNS, read_csv_rows
+from tickets.store import RESULT_COLUMNS, read_csv_rows, read_json
 from tickets.supermask import SupermaskWeight, keep_count, method_defaults
 
 LAYERS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "output.weight": 100 * 10}
@@ -152,6 +152,7 @@ def test_straight_through_gradients():
     (["--method", "nope"], "unknown supermask method 'nope'"),
     (["--density", "0"], "density must be in (0, 1]"),
     (["--density", "1.5"], "density must be in (0, 1]"),
+    (["--set", "train.checkpoint_every=10"], "tickets supermask does not checkpoint mid-network"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = supermask(tmp_path, "bad", *args, expect=2)
@@ -205,3 +206,24 @@ def test_method_defaults_sit_beneath_config_files_and_flags(tmp_path):
     assert build_config(str(config), defaults=bernoulli).train.lr == 0.02
     with pytest.raises(TicketsError, match="unknown supermask method 'nope'"):
         method_defaults("nope")
+
+
+def lr_column(run_dir, variant):
+    rows = read_csv_rows(run_dir / f"seed_0/round_0/{variant}/metrics.csv")
+    return {int(r["iteration"]): float(r["lr"]) for r in rows}
+
+
+def test_scores_train_with_the_schedule_and_on_augmented_batches(tmp_path):
+    # lr 0.3 (bernoulli's default), warmup over 10 iterations, x0.1 from iteration 40: the lr column is exact
+    supermask(tmp_path, "sched", "--method", "bernoulli", "--warmup", "10it", "--schedule", "multistep",
+                        "--set", "train.schedule_options={milestones: [40it], gamma: 0.1}", "--set", "data.augment=[crop]")
+    run_dir = tmp_path / "sched"
+    lr = lr_column(run_dir, "supermask_bernoulli")
+    assert lr[0] == 0 and lr[20] == pytest.approx(0.3, rel=1e-12) and lr[60] == pytest.approx(0.03, rel=1e-12)
+    components = read_json(run_dir / "run.json")["components"]
+    assert components["schedule"]["name"] == "multistep" and components["augmentation:crop"]["name"] == "crop"
+    # the same schedule without augmentation learns another mask: the augmented batches reached the scores
+    supermask(tmp_path, "plain", "--method", "bernoulli", "--warmup", "10it", "--schedule", "multistep",
+                      "--set", "train.schedule_options={milestones: [40it], gamma: 0.1}")
+    masks = [load(tmp_path / name / "seed_0/round_0/supermask_bernoulli/final_mask.pt") for name in ("sched", "plain")]
+    assert any(not torch.equal(masks[0][k], masks[1][k]) for k in masks[0])

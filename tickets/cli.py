@@ -360,6 +360,7 @@ def report(runs, out):
     click.echo(f"report: {report_dir / 'report.md'}")
 
 
+EXECUTION = ("workers", "workers_per_gpu", "executor", "address", "cpus_per_network", "gpus_per_network")
 STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "scope", "rewind", "loggers")
 
 
@@ -373,18 +374,20 @@ STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "
 @click.option("--controls", help="With RUN: controls analysed beside the tickets (default: RUN's), or none.")
 @click.option("--reset-bn", is_flag=True, help="Recompute BatchNorm statistics on the training set at each point.")
 @run_options(without=STABILITY_OWN)
+@execution_options
 def stability(run, at, points, seeds, rounds, controls, reset_bn, **opts):
     """Instability analysis (linear mode connectivity) of a config's dense network, or of RUN's rounds.
 
     Two copies train from each rewind point k to the end with different data orders; the test
     error along the straight line between them gives the instability (resumable).
     """
+    from tickets.config import validate
     from tickets.lottery import load_run_config
     from tickets.stability import StabilityAnalysis
 
     if run is not None:
         given = [f"--{k.replace('_', '-')}" for k, v in opts.items()
-                 if v not in (None, (), False) and k not in ("out", "quiet", "accelerator", "devices")]
+                 if v not in (None, (), False) and k not in ("out", "quiet", "accelerator", "devices", *EXECUTION)]
         if given:
             raise TicketsError(f"RUN's settings are fixed; drop {', '.join(given)} (without RUN, the flags "
                                "describe a new dense network to analyse)")
@@ -393,6 +396,11 @@ def stability(run, at, points, seeds, rounds, controls, reset_bn, **opts):
             config.train.accelerator = opts["accelerator"]
         if opts.get("devices"):
             config.train.devices = _devices(opts["devices"])
+        given_execution = build_run_config({k: opts.get(k) for k in EXECUTION}).execution
+        for key in EXECUTION:
+            if opts.get(key) is not None:
+                setattr(config.execution, key, getattr(given_execution, key))
+        validate(config)
         out_root = run.parent
     else:
         config = build_run_config(opts)

@@ -49,19 +49,34 @@ class NetworkJob:
     def label(self, rounds: int) -> str:
         return f"seed {self.seed} | round {self.round}/{rounds} | {self.variant}"
 
+    def describe(self) -> str:
+        """The network in a sentence (for messages about the job)."""
+        return f"seed {self.seed} round {self.round} {self.variant}"
+
+    def run(self, on_eval: Callable[[dict], None] | None = None) -> dict:
+        """What an executor calls: :func:`run_job`."""
+        return run_job(self, on_eval)
+
 
 _contexts: dict[str, RunContext] = {}
 
 
-def load_context(run_dir: str | Path) -> RunContext:
-    """The run's context rebuilt from its config.yaml (cached: a worker loads the data once per run)."""
+def load_context(run_dir: str | Path, overrides: tuple = ()) -> RunContext:
+    """The run's context rebuilt from its config.yaml (cached: a worker loads the data once per run).
+
+    ``overrides`` are (dotted key, value) pairs set on the config first, e.g. the accelerator an
+    analysis of a finished run trains on.
+    """
     run_dir = Path(run_dir).resolve()
     text = (run_dir / "config.yaml").read_text()
-    key = f"{run_dir}\n{text}"
+    key = f"{run_dir}\n{text}\n{overrides!r}"
     if key not in _contexts:
         from tickets.plugins import registry
 
         config = config_mod.from_dict(yaml.safe_load(text) or {})
+        for dotted, value in overrides:
+            section, _, name = dotted.rpartition(".")
+            setattr(getattr(config, section) if section else config, name, value)
         _contexts.clear()  # one run at a time per worker: don't keep other runs' data alive
         _contexts[key] = RunContext.create(config, registry(), RunStore(run_dir.parent, run_dir.name))
     return _contexts[key]
@@ -71,7 +86,7 @@ def remember_context(context: RunContext) -> None:
     """Let jobs of this process reuse a context the driver already built."""
     run_dir = context.store.dir.resolve()
     _contexts.clear()
-    _contexts[f"{run_dir}\n{(run_dir / 'config.yaml').read_text()}"] = context
+    _contexts[f"{run_dir}\n{(run_dir / 'config.yaml').read_text()}\n{()!r}"] = context
 
 
 def run_job(job: NetworkJob, on_eval: Callable[[dict], None] | None = None) -> dict:

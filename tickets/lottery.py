@@ -118,7 +118,7 @@ class LotteryRun:
         store, config, sched = self.store, self.config, self.schedule
         for seed in config.seeds:
             check_inputs(store, seed)
-        executor = make_executor(self.plan, self.context, self.progress)  # fails before anything is written
+        executor = make_executor(self.plan, self.progress, self._label)  # fails before anything is written
         with store.running(config_mod.dump(config), verb=self.verb, components=self.context.provenance,
                            iterations=sched.total, rewind_iteration=sched.rewind,
                            iterations_per_epoch=sched.per_epoch, expected_networks=self.progress.total,

@@ -127,6 +127,11 @@ class Progress:
             f" | elapsed {duration(self.clock() - self.started)}"
             + (f", about {duration(left)} left" if left is not None and self.done < self.total else ""))
 
+    def end(self, label: str, text: str) -> None:
+        """A running piece of work outside the count of networks (e.g. a dense trajectory) ended."""
+        self.running.pop(label, None)
+        self._line(text)
+
     def note(self, text: str) -> None:
         """An information line (e.g. a network resuming from its checkpoint); not shown when quiet."""
         self._line(text)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -38,19 +38,19 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from tickets import config as config_mod
-from tickets.checkpoint import Checkpoint
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
-from tickets.components import RunContext, stable_seed
-from tickets.jobs import fresh_state, train_in
+from tickets.components import RunContext
+from tickets.executors import ExecutionPlan, make_executor
+from tickets.jobs import remember_context
 from tickets.lottery import check_environment, check_inputs, open_run
-from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
-from tickets.store import (RunLock, RunStore, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json,
+from tickets.store import (RunLock, RunStore, atomic_write_bytes, atomic_write_json, read_json,
                            write_csv_rows)
-from tickets.ticket import ControlContext, State, Ticket
-from tickets.training import METRIC_COLUMNS, TrainOutcome, loss_and_accuracy, make_trainer
+from tickets.stability_jobs import CopyJob, TrajectoryJob, network_dir, rewind_path
+from tickets.ticket import State
+from tickets.training import loss_and_accuracy, make_trainer
 
 COPIES = 2
 STABLE_THRESHOLD = 0.02  # Frankle et al.: stable when instability is below about 2 points
@@ -194,7 +194,16 @@ class StabilityAnalysis:
         variants = sum(1 if r == 0 else 1 + len(self.controls) for r in rounds)
         total = len(run_seeds) * variants * len(self.settings.ks) * COPIES
         self.progress = Progress(total, quiet=quiet)
+        self.plan = ExecutionPlan.for_run(config, max_parallel=total)
         self.dir = self.store.dir / "stability"
+        self.run_dir = str(self.store.dir.resolve())
+        self.overrides = self._overrides() if self.existing_run else ()
+
+    def _overrides(self) -> tuple:
+        """The settings of RUN the analysis trains with differently (accelerator, devices), for its jobs."""
+        stored = config_mod.from_dict(self.store.read_config()).train
+        return tuple((f"train.{key}", getattr(self.config.train, key)) for key in ("accelerator", "devices")
+                     if getattr(self.config.train, key) != getattr(stored, key))
 
     def _check_rounds(self, seeds: list[int], rounds: list[int] | None) -> list[int]:
         have = sorted(int(p.parent.name.split("_")[1]) for p in self.store.seed_dir(seeds[0]).glob("round_*/mask.pt"))
@@ -217,21 +226,26 @@ class StabilityAnalysis:
                     "controls": s.controls}
         for seed in s.seeds:
             check_inputs(self.store, seed)
+        executor = make_executor(self.plan, self.progress, self._label)  # fails before anything is written
         if self.existing_run:
             with RunLock(self.store.dir), self.progress:
-                self._analyse(settings)
+                if not self.overrides:
+                    remember_context(self.context)
+                self._analyse(settings, executor)
         else:
             sched = self.context.schedule
             with self.store.running(config_mod.dump(self.config), verb="stability",
                                     components=self.context.provenance, iterations=sched.total,
-                                    iterations_per_epoch=sched.per_epoch), self.progress:
-                self._analyse(settings)
+                                    iterations_per_epoch=sched.per_epoch,
+                                    execution=self.plan.describe()), self.progress:
+                remember_context(self.context)
+                self._analyse(settings, executor)
         return self.dir
 
-    def _analyse(self, settings: dict) -> None:
+    def _analyse(self, settings: dict, executor) -> None:
         atomic_write_json(self.dir / "stability.json", settings)
-        for seed in self.settings.seeds:
-            self._run_seed(seed)
+        with executor:
+            self._drive(executor)
         rows = self.rows()
         write_csv_rows(self.dir / "stability.csv", columns(self.settings.points), rows)
         write_plots(pd.DataFrame(rows), self.settings.points, self.dir)
@@ -245,104 +259,106 @@ class StabilityAnalysis:
                 rows.append(data["row"])
         return sorted(rows, key=lambda r: (r["seed"], r["round"], r["variant"] != "ticket", r["variant"], r["k"]))
 
-    # one seed -----------------------------------------------------------------
-    def _run_seed(self, seed: int) -> None:
-        model = self.context.new_model()
-        names = prunable_names(model)
-        theta0 = self.context.initial_state(seed)
-        thetas = self._rewind_states(seed, model, theta0)
-        for round_ in self.settings.rounds:
-            mask = Mask.ones_for(model) if round_ == 0 else Mask.load(self.store.round_dir(seed, round_) / "mask.pt")
-            for k in self.settings.ks:
-                ticket = Ticket(mask, thetas[k], k)
-                networks = {"ticket": ticket}
-                if round_ > 0:
-                    for name, control in self.controls.items():
-                        ctx = ControlContext(
-                            seed=seed, round=round_,
-                            generator=torch.Generator().manual_seed(stable_seed(seed, round_, name)),
-                            init=theta0, rewind=thetas[k], prunable=names,
-                            initialize=partial(fresh_state, self.context))
-                        networks[name] = control(ticket, ctx)
-                for variant, network in networks.items():
-                    self._analyse_network(model, seed, round_, variant, k, network)
+    # the graph of jobs ----------------------------------------------------------
+    def _drive(self, executor) -> None:
+        """Hand the executor every copy that can train (and the trajectories theta_k needs) until all are done.
 
-    def _rewind_states(self, seed: int, model, theta0: State) -> dict[int, State]:
-        """theta_k for every k: theta_0, the run's rewind.pt, saved ones, else the dense trajectory's."""
-        thetas = {0: theta0}
-        run_rewind = self.context.schedule.rewind
-        seed_dir = self.dir / f"seed_{seed}"
+        Every (seed, round, variant, k) is independent once its theta_k exists; a seed's dense
+        trajectory (the critical path) goes first. A path is evaluated here as soon as both of
+        its copies are trained.
+        """
+        ready: deque = deque()
+        self._waiting: dict[int, list[tuple]] = {}  # seed -> groups waiting for its trajectory
+        self._finals: dict[tuple, dict[int, Path]] = {}
+        for seed in self.settings.seeds:
+            self.context.initial_state(seed)  # theta_0: the run's init.pt, or drawn as `tickets prune` draws it
+            thetas = self._theta_files(seed)
+            missing = tuple(k for k in self.settings.ks if k not in thetas)
+            if missing:
+                ready.appendleft(TrajectoryJob(self.run_dir, seed, missing, self.overrides))
+            for group in self._groups(seed):
+                if self._path_is_current(group):
+                    for i in range(COPIES):
+                        self.progress.skip(self._label(self._copy_job(group, i, "")))
+                elif group[3] in thetas:
+                    ready.extend(self._copy_job(group, i, thetas[group[3]]) for i in range(COPIES))
+                else:
+                    self._waiting.setdefault(seed, []).append(group)
+        while ready or executor.pending:
+            while ready and executor.pending < executor.capacity:
+                job = ready.popleft()
+                if isinstance(job, CopyJob) and (job.dir / "done.json").exists():
+                    self.progress.skip(self._label(job))
+                    self._copy_trained(job)
+                    continue
+                end = max(job.ks) if isinstance(job, TrajectoryJob) else self.context.schedule.total
+                self.progress.start(self._label(job), end)
+                executor.submit(job)
+            for job, row in executor.wait():
+                if isinstance(job, TrajectoryJob):
+                    self.progress.end(self._label(job), f"{self._label(job)} | done")
+                    thetas = self._theta_files(job.seed)
+                    ready.extendleft(self._copy_job(group, i, thetas[group[3]])
+                                     for group in reversed(self._waiting.pop(job.seed, [])) for i in (1, 0))
+                else:
+                    self.progress.finish(self._label(job), row)
+                    if row.get("diverged_at") is not None:
+                        self.progress.warn(f"{self._label(job)} diverged at iteration {row['diverged_at']}: its "
+                                           "path errors are those of non-finite weights; a lower --lr may help")
+                    self._copy_trained(job)
+
+    def _groups(self, seed: int) -> list[tuple]:
+        """(seed, round, variant, k) of every network the analysis covers for ``seed``."""
+        groups = []
+        for round_ in self.settings.rounds:
+            variants = ["ticket", *(self.controls if round_ > 0 else [])]
+            groups += [(seed, round_, variant, k) for variant in variants for k in self.settings.ks]
+        return groups
+
+    def _theta_files(self, seed: int) -> dict[int, str]:
+        """The file of theta_k for every k that has one: init.pt, the run's rewind.pt, or a saved trajectory point."""
+        files = {0: str(self.store.seed_dir(seed) / "init.pt")}
+        run_rewind = self.store.seed_dir(seed) / "rewind.pt"
         for k in self.settings.ks:
             if k == 0:
                 continue
-            if self.existing_run and k == run_rewind and (self.store.seed_dir(seed) / "rewind.pt").exists():
-                thetas[k] = self.store.load(self.store.seed_dir(seed) / "rewind.pt")
-            elif (seed_dir / f"rewind_{k}.pt").exists():
-                thetas[k] = self.store.load(seed_dir / f"rewind_{k}.pt")
-        missing = [k for k in self.settings.ks if k not in thetas]
-        if missing:
-            dense = Ticket(Mask.ones_for(model), theta0, 0)
-            label = f"seed {seed} | dense trajectory to iteration {max(missing)}"
-            outcome = self._train(model, dense, seed_dir / "trajectory", label, data_seed=seed,
-                                  torch_seed=stable_seed(seed, 0, "ticket"), capture_at=missing,
-                                  end_iteration=max(missing))
-            for k in missing:
-                atomic_torch_save(outcome.captured[k], seed_dir / f"rewind_{k}.pt")
-                thetas[k] = outcome.captured[k]
-            Checkpoint(seed_dir / "trajectory").remove()
-            self.progress.note(f"{label} | done")
-        return thetas
+            if self.existing_run and k == self.context.schedule.rewind and run_rewind.exists():
+                files[k] = str(run_rewind)
+            elif rewind_path(self.run_dir, seed, k).exists():
+                files[k] = str(rewind_path(self.run_dir, seed, k))
+        return files
 
-    # one network at one k -------------------------------------------------------
-    def _analyse_network(self, model, seed: int, round_: int, variant: str, k: int, ticket: Ticket) -> None:
-        s = self.settings
-        net_dir = self.dir / f"seed_{seed}" / f"round_{round_}" / variant / f"k_{k}"
-        path_file = net_dir / "path.json"
-        if path_file.exists():
-            saved = read_json(path_file)
-            if saved["points"] == s.points and saved["reset_bn"] == s.reset_bn:
-                for i in range(COPIES):
-                    self.progress.skip(self._label(seed, round_, variant, k, i))
-                return
-        finals = [self._copy(model, seed, round_, variant, k, i, ticket, net_dir / f"copy_{i}")
-                  for i in range(COPIES)]
-        errors = self._path_errors(model, seed, finals)
+    def _copy_job(self, group: tuple, copy: int, theta_k: str) -> CopyJob:
+        return CopyJob(self.run_dir, *group, copy, theta_k, self.overrides)
+
+    def _path_is_current(self, group: tuple) -> bool:
+        path_file = network_dir(self.run_dir, *group) / "path.json"
+        if not path_file.exists():
+            return False
+        saved = read_json(path_file)
+        return saved["points"] == self.settings.points and saved["reset_bn"] == self.settings.reset_bn
+
+    def _copy_trained(self, job: CopyJob) -> None:
+        """Note a trained copy; once both copies of its network are, evaluate the path between them."""
+        finals = self._finals.setdefault(job.group, {})
+        finals[job.copy] = job.dir / "final.pt"
+        if len(finals) < COPIES:
+            return
+        del self._finals[job.group]
+        seed, round_, variant, k = job.group
+        errors = self._path_errors(self.context.new_model(), seed, [self.store.load(finals[i]) for i in range(COPIES)])
         errors = [round(e, 6) for e in errors]  # accuracies are float32: 6 digits are all they hold
-        row = {"seed": seed, "round": round_, "variant": variant, "weights_remaining": round(ticket.mask.density(), 6),
+        done = read_json(job.dir / "done.json")
+        row = {"seed": seed, "round": round_, "variant": variant, "weights_remaining": done["weights_remaining"],
                "k": k, "instability": round(instability(errors), 6), "err_start": errors[0], "err_end": errors[-1],
-               **dict(zip(point_columns(s.points), errors))}
-        atomic_write_json(path_file, {"points": s.points, "reset_bn": s.reset_bn, "row": row})
+               **dict(zip(point_columns(self.settings.points), errors))}
+        atomic_write_json(network_dir(self.run_dir, *job.group) / "path.json",
+                          {"points": self.settings.points, "reset_bn": self.settings.reset_bn, "row": row})
 
-    def _train(self, model, ticket: Ticket, net_dir: Path, label: str, **how) -> TrainOutcome:
-        """Train one network of the analysis with the run's settings, shown in the progress display."""
-        self.progress.start(label, how.get("end_iteration") or self.context.schedule.total)
-        return train_in(self.context, model, ticket, net_dir, label, on_eval=partial(self.progress.update, label),
-                        **how)
-
-    @staticmethod
-    def _label(seed, round_, variant, k, i) -> str:
-        return f"seed {seed} | round {round_} | {variant} | k={k} | copy {i}"
-
-    def _copy(self, model, seed, round_, variant, k, i, ticket: Ticket, copy_dir: Path) -> State:
-        """Train (or load) copy ``i``: its own data order and augmentation draws, from iteration k to the end."""
-        label = self._label(seed, round_, variant, k, i)
-        if (copy_dir / "done.json").exists():
-            self.progress.skip(label)
-            return self.store.load(copy_dir / "final.pt")
-        outcome = self._train(model, ticket, copy_dir, label, data_seed=stable_seed(seed, "stability copy", i),
-                              torch_seed=stable_seed(seed, round_, variant, k, "copy", i))
-        write_csv_rows(copy_dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
-        atomic_torch_save(outcome.final_state, copy_dir / "final.pt")
-        Checkpoint(copy_dir).remove()
-        row = {"seed": seed, "round": round_, "variant": variant, "k": k, "copy": i,
-               "weights_remaining": round(ticket.mask.density(), 6), **outcome.fields,
-               "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3), "status": outcome.status}
-        atomic_write_json(copy_dir / "done.json", row)
-        self.progress.finish(label, row)
-        if outcome.diverged_at is not None:
-            self.progress.warn(f"{label} diverged at iteration {outcome.diverged_at}: its path errors are "
-                               "those of non-finite weights; a lower --lr may help")
-        return outcome.final_state
+    def _label(self, job) -> str:
+        if isinstance(job, TrajectoryJob):
+            return f"seed {job.seed} | dense trajectory to iteration {max(job.ks)}"
+        return f"seed {job.seed} | round {job.round} | {job.variant} | k={job.k} | copy {job.copy}"
 
     def _path_errors(self, model, seed: int, finals: list[State]) -> list[float]:
         t = self.config.train

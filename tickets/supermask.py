@@ -14,7 +14,9 @@ Two methods, both with a straight-through gradient to one real-valued score per 
 Only the scores train: the weights (drawn by ``model.init``, e.g. ``signed_constant`` for
 the signed Kaiming constant), biases and normalization parameters are frozen. Each prunable
 weight is wrapped with ``torch.nn.utils.parametrize`` (effective weight = weight * mask), so
-every registered model and initializer works unchanged.
+every registered model and initializer works unchanged. The scores train with the config's
+learning-rate schedule and warmup and on its augmented batches, as `tickets prune` trains a
+network; a supermask is not checkpointed mid-network (an interrupted one trains again).
 
 Evaluation uses a deterministic mask: edge_popup's top-k (the same mask as in training), and
 for bernoulli the most likely mask, sigmoid(score) > 0.5 (score > 0). The frozen weights never
@@ -46,6 +48,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from tickets import config as config_mod
+from tickets.augment import configured_transforms
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
 from tickets.loggers import close_loggers, network_loggers
@@ -54,6 +57,7 @@ from tickets.lottery import check_environment, check_inputs, diverged_warning, o
 from tickets.masks import Mask, prunable_names
 from tickets.progress import Progress
 from tickets.registry import Registry
+from tickets.schedules import lr_factor
 from tickets.store import RunStore, atomic_torch_save, write_csv_rows
 from tickets.ticket import Ticket, clone_state, initialize_
 from tickets.training import METRIC_COLUMNS, iterations_per_epoch, summarize_metrics, train_network
@@ -216,7 +220,9 @@ class SupermaskRun:
         wanted = {"dataset": ("datasets", config.data.dataset), "model": ("models", config.model.name),
                   "initializer": ("initializers", config.model.init),
                   "score_initializer": ("initializers", s.score_init),
-                  "optimizer": ("optimizers", config.train.optimizer)}
+                  "optimizer": ("optimizers", config.train.optimizer),
+                  "schedule": ("schedules", config.train.schedule)}
+        wanted.update({f"augmentation:{a}": ("augmentations", a) for a in config.data.augment})
         entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
         self.provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
                                   "version": e.provider.version} for role, e in entries.items()}
@@ -225,6 +231,12 @@ class SupermaskRun:
         self.splits = load_splits(config, entries["dataset"].obj)
         per_epoch = iterations_per_epoch(self.splits.train_x.shape[0], config.train.batch_size)
         self.total = config.train.iterations or max(1, round(config.train.epochs * per_epoch))
+        self.lr_factor = lr_factor(config, entries["schedule"].obj, self.total, per_epoch)
+        self.augment = configured_transforms(
+            config, {a: entries[f"augmentation:{a}"].obj for a in config.data.augment}, self.splits.input_shape)
+        if config.train.checkpoint_every is not None:
+            raise TicketsError("tickets supermask does not checkpoint mid-network (an interrupted supermask is "
+                               "trained again from its start); drop train.checkpoint_every")
         factory = optimizer_factory(config, entries["optimizer"].obj)
         self.make_optimizer = lambda params: factory([p for p in params if p.requires_grad])
         build_model(config, self.make_model, self.splits)  # fail on bad options before writing
@@ -280,6 +292,7 @@ class SupermaskRun:
                 model, Ticket(Mask({}), clone_state(model)), self.make_optimizer, self.splits,
                 end_iteration=self.total, eval_every=t.eval_every, batch_size=t.batch_size, data_seed=seed,
                 accelerator=t.accelerator, devices=t.devices, precision=t.precision, on_eval=on_eval, loggers=loggers,
+                lr_factor=self.lr_factor, augment=self.augment,
             )
         finally:
             close_loggers(loggers)

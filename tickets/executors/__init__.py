@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
@@ -94,12 +94,15 @@ class ExecutionPlan:
                 "gpus": self.gpus}
 
 
-def make_executor(plan: ExecutionPlan, context, progress) -> Executor:
-    """The executor of a plan; connects to Ray or checks it is installed (TicketsError otherwise)."""
-    rounds = context.config.prune.rounds
+def make_executor(plan: ExecutionPlan, progress, label: Callable[[object], str]) -> Executor:
+    """The executor of a plan; connects to Ray or checks it is installed (TicketsError otherwise).
+
+    A job is anything with ``run(on_eval) -> dict``, ``key`` and ``describe()`` (see
+    :class:`tickets.jobs.NetworkJob`); ``label(job)`` names it in ``progress``.
+    """
 
     def on_eval(job, row: dict) -> None:
-        progress.update(job.label(rounds), row)
+        progress.update(label(job), row)
 
     if plan.executor == "ray":
         from tickets.executors.ray_tasks import RayExecutor

@@ -30,15 +30,13 @@ def _worker_main(conn, threads: int, env: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
-    from tickets.jobs import run_job
-
     torch.set_num_threads(threads)
     while True:
         job = conn.recv()
         if job is None:
             return
         try:
-            row = run_job(job, on_eval=lambda row: conn.send(("eval", job, row)))
+            row = job.run(on_eval=lambda row: conn.send(("eval", job, row)))
             conn.send(("done", job, row))
         except TicketsError as error:
             conn.send(("user_error", job, str(error)))
@@ -121,7 +119,7 @@ class LocalExecutor:
                 elif kind == "user_error":
                     raise TicketsError(payload)
                 else:
-                    raise WorkerError(f"network {job.key} failed in worker {worker.index}:\n{payload}")
+                    raise WorkerError(f"{job.describe()} failed in worker {worker.index}:\n{payload}")
         except (EOFError, ConnectionResetError):
             pass
         if worker.job is not None and not worker.process.is_alive():
@@ -133,10 +131,8 @@ class LocalExecutor:
         cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         self._workers[self._workers.index(worker)] = fresh = self._start(worker.index)
         if self._attempts[job.key] > RETRIES:
-            raise TicketsError(f"worker {worker.index} died twice training seed {job.seed} round {job.round} "
-                               f"{job.variant} ({cause}); check memory, then run the same command to resume")
-        self.warn(f"worker {worker.index} died ({cause}) training seed {job.seed} round {job.round} "
-                  f"{job.variant}; retrying it")
+            raise TicketsError(f"worker {worker.index} died twice training {job.describe()} ({cause}); check memory, then run the same command to resume")
+        self.warn(f"worker {worker.index} died ({cause}) training {job.describe()}; retrying it")
         fresh.job = job
         self._attempts[job.key] += 1
         fresh.conn.send(job)

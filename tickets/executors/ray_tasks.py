@@ -20,10 +20,8 @@ TASK_RETRIES = 2
 def _run_job_task(job, threads: int) -> dict:
     import torch
 
-    from tickets.jobs import run_job
-
     torch.set_num_threads(threads)
-    return run_job(job)
+    return job.run()
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -92,8 +90,7 @@ class RayExecutor:
                 raise
             except self.ray.exceptions.RayError as error:
                 first = " ".join(str(error).split())[:300]
-                raise TicketsError(f"Ray could not run seed {job.seed} round {job.round} {job.variant} "
-                                   f"after {TASK_RETRIES} retries ({first}); run the same command to resume") from None
+                raise TicketsError(f"Ray could not run {job.describe()} after {TASK_RETRIES} retries ({first}); run the same command to resume") from None
         return finished
 
     def __enter__(self) -> "RayExecutor":

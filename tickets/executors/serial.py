@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tickets.jobs import run_job
-
 
 class SerialExecutor:
     """Runs each submitted job in this process when the driver waits for it."""
@@ -24,7 +22,7 @@ class SerialExecutor:
 
     def wait(self) -> list[tuple[object, dict]]:
         job = self._queued.pop(0)
-        return [(job, run_job(job, on_eval=lambda row: self.on_eval(job, row)))]
+        return [(job, job.run(on_eval=lambda row: self.on_eval(job, row)))]
 
     def __enter__(self) -> "SerialExecutor":
         return self
