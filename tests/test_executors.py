@@ -164,3 +164,20 @@ def test_ctrl_c_stops_every_worker_and_the_run_resumes(serial_run, tmp_path):
     assert json.loads((tmp_path / "c" / "run.json").read_text())["status"] == "interrupted"
     run_cli("prune", "--out", tmp_path, "--name", "c", "--workers", "2", *SMALL)
     assert without_timing(read_results(tmp_path / "c")) == without_timing(read_results(serial_run))
+
+
+def test_workers_started_early_are_the_ones_the_run_uses():
+    from tickets.executors import ExecutionPlan
+    from tickets.executors import local
+
+    plan = ExecutionPlan("local", 1, 1, 0, 1, None, 1.0, None)
+    local.start_early(plan)
+    early = [w.process for w in local._early[1]]
+    with local.LocalExecutor(plan, on_eval=lambda job, row: None, warn=print) as executor:
+        assert [w.process for w in executor._workers] == early and early[0].is_alive()
+    assert not early[0].is_alive()  # stopped with the executor
+    local.start_early(plan)
+    unused = local._early[1][0].process
+    other = ExecutionPlan("local", 1, 2, 0, 1, None, 1.0, None)  # another thread count: not adopted
+    with local.LocalExecutor(other, on_eval=lambda job, row: None, warn=print) as executor:
+        assert executor._workers[0].process is not unused and not unused.is_alive()

@@ -181,9 +181,12 @@ def build_run_config(opts: dict, defaults: dict | None = None):
 @execution_options
 def prune(**opts):
     """Iterative magnitude pruning with rewinding and controls (resumable)."""
-    from tickets.lottery import LotteryRun
+    from tickets.executors import imp_parallelism, start_workers_early
 
     config = build_run_config(opts, defaults=config_defaults("prune"))
+    start_workers_early(config, imp_parallelism(config))
+    from tickets.lottery import LotteryRun
+
     run = LotteryRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"])
     store = run.run()
     _finish(store, opts["quiet"])

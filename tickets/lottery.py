@@ -22,7 +22,7 @@ from tickets import config as config_mod
 from tickets.components import RunContext, stable_seed
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
-from tickets.executors import ExecutionPlan, make_executor
+from tickets.executors import ExecutionPlan, imp_parallelism, make_executor
 from tickets.jobs import NetworkJob, remember_context
 from tickets.loggers import check_loggers
 from tickets.masks import Mask, prunable_names
@@ -111,7 +111,7 @@ class LotteryRun:
         self.schedule = self.context.schedule
         per_seed = 1 + config.prune.rounds * (1 + len(config.prune.controls))
         self.progress = progress or Progress(per_seed * len(config.seeds), quiet=quiet)
-        self.plan = ExecutionPlan.for_run(config, max_parallel=len(config.seeds) * (1 + len(config.prune.controls)))
+        self.plan = ExecutionPlan.for_run(config, max_parallel=imp_parallelism(config))
 
     # the whole run -----------------------------------------------------------
     def run(self) -> RunStore:

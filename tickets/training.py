@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +44,15 @@ from tickets.data import Splits
 from tickets.distributed import device_count, in_rank_process
 from tickets.errors import TicketsError
 from tickets.ticket import State, Ticket
+
+import tickets  # noqa: E402  (the package, for its start-up settings)
+
+# Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that checking for CUDA does not
+# break fork-started processes). With it, every torch.cuda.is_available() loads NVML anew until
+# CUDA is initialized, and Adam asks on every step: 70 us a step on a CPU, 2-5% of a LeNet step.
+# tickets starts its processes with spawn, never fork, so the plain check is safe here.
+if not tickets.NVML_CHECK_SET_BY_USER:
+    os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 EVAL_CHUNK = 2048
 METRIC_COLUMNS = ["iteration", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "lr"]

@@ -94,6 +94,26 @@ class ExecutionPlan:
                 "gpus": self.gpus}
 
 
+def imp_parallelism(config: RunConfig) -> int:
+    """How many networks of an IMP run can train at once: every seed's ticket or one of its controls."""
+    return len(config.seeds) * (1 + len(config.prune.controls))
+
+
+def start_workers_early(config: RunConfig, max_parallel: int) -> None:
+    """Spawn the local workers a run will use before the driver's own start-up, so the two overlap.
+
+    Bad execution settings are left for the run to report.
+    """
+    try:
+        plan = ExecutionPlan.for_run(config, max_parallel)
+    except TicketsError:
+        return
+    if plan.executor == "local":
+        from tickets.executors.local import start_early
+
+        start_early(plan)
+
+
 def make_executor(plan: ExecutionPlan, progress, label: Callable[[object], str]) -> Executor:
     """The executor of a plan; connects to Ray or checks it is installed (TicketsError otherwise).
 

@@ -30,6 +30,8 @@ def _worker_main(conn, threads: int, env: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
+    import tickets.jobs  # noqa: F401 - the slow imports (Lightning), done while the driver prepares the run
+
     torch.set_num_threads(threads)
     while True:
         job = conn.recv()
@@ -53,6 +55,43 @@ class _Worker:
         self.process.start()
         child.close()
         self.job = None
+
+
+_early: tuple | None = None  # (the plan's signature, its workers) started by start_early()
+
+
+def _signature(plan) -> tuple:
+    return plan.workers, plan.threads_per_worker, plan.gpus, plan.workers_per_gpu
+
+
+def start_early(plan) -> None:
+    """Spawn a plan's workers now, so that their start-up (imports) overlaps the driver's own.
+
+    The next :class:`LocalExecutor` with the same plan adopts them; workers of an earlier call
+    that nobody adopted are stopped.
+    """
+    global _early
+    _stop_early()
+    pool = LocalExecutor(plan, on_eval=lambda job, row: None, warn=lambda text: None)
+    _early = (_signature(plan), [pool._start(i) for i in range(plan.workers)])
+
+
+def _adopt_early(plan) -> list | None:
+    global _early
+    if _early is not None and _early[0] == _signature(plan) and all(w.process.is_alive() for w in _early[1]):
+        workers, _early = _early[1], None
+        return workers
+    _stop_early()
+    return None
+
+
+def _stop_early() -> None:
+    global _early
+    if _early is not None:
+        for worker in _early[1]:
+            worker.process.kill()
+            worker.process.join()
+        _early = None
 
 
 class LocalExecutor:
@@ -81,7 +120,7 @@ class LocalExecutor:
         return _Worker(self._mp, index, self.plan.threads_per_worker, self._env(index))
 
     def __enter__(self) -> "LocalExecutor":
-        self._workers = [self._start(i) for i in range(self.capacity)]
+        self._workers = _adopt_early(self.plan) or [self._start(i) for i in range(self.capacity)]
         return self
 
     def submit(self, job) -> None:
