@@ -181,3 +181,15 @@ def test_workers_started_early_are_the_ones_the_run_uses():
     other = ExecutionPlan("local", 1, 2, 0, 1, None, 1.0, None)  # another thread count: not adopted
     with local.LocalExecutor(other, on_eval=lambda job, row: None, warn=print) as executor:
         assert executor._workers[0].process is not unused and not unused.is_alive()
+
+
+@pytest.mark.parametrize("user_setting", [None, "1"])
+def test_lightnings_nvml_cuda_check_is_undone_unless_the_user_set_it(user_setting):
+    # With PYTORCH_NVML_BASED_CUDA_CHECK=1 (set by Lightning's import) every Adam step on a CPU
+    # loads NVML again; tickets starts processes with spawn only, so it removes Lightning's setting.
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
+    if user_setting is not None:
+        env["PYTORCH_NVML_BASED_CUDA_CHECK"] = user_setting
+    code = "import os, tickets.training; print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(user_setting)

@@ -248,7 +248,7 @@ class StabilityAnalysis:
             self._drive(executor)
         rows = self.rows()
         write_csv_rows(self.dir / "stability.csv", columns(self.settings.points), rows)
-        write_plots(pd.DataFrame(rows), self.settings.points, self.dir)
+        write_plots(pd.DataFrame(rows), self.settings.points, self.dir, self.settings.reset_bn)
 
     def rows(self) -> list[dict]:
         """Every analysed network whose path was evaluated with the current points and BatchNorm setting."""
@@ -391,8 +391,12 @@ def _save(fig: Figure, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write_plots(df: pd.DataFrame, points: int, out: Path) -> list[tuple[str, str]]:
-    """Error along the path for each k (one figure per round) and instability vs k; returns (file, title)."""
+def write_plots(df: pd.DataFrame, points: int, out: Path, reset_bn: bool = False) -> list[tuple[str, str]]:
+    """Error along the path for each k (one figure per round) and instability vs k; returns (file, title).
+
+    The titles say how BatchNorm statistics were treated along the path (``reset_bn``).
+    """
+    how = "BatchNorm recomputed" if reset_bn else "BatchNorm interpolated"
     if df.empty:
         return []
     plots = []
@@ -405,7 +409,7 @@ def write_plots(df: pd.DataFrame, points: int, out: Path) -> list[tuple[str, str
             ax.plot(xs, 100 * g[cols].mean().to_numpy(), style, marker=".", label=f"{variant}, k={k}")
         ax.set_xlabel("interpolation a: (1 - a) * copy 0 + a * copy 1")
         ax.set_ylabel("test error (%)")
-        ax.set_title(f"Error along the linear path, round {round_} (mean over seeds)")
+        ax.set_title(f"Error along the linear path, round {round_} (mean over seeds; {how})")
         ax.legend(fontsize="small")
         name = f"path_round_{round_}.png"
         _save(fig, out / name)
@@ -421,7 +425,7 @@ def write_plots(df: pd.DataFrame, points: int, out: Path) -> list[tuple[str, str
     ax.set_xscale("symlog", linthresh=max(1, int(df["k"][df["k"] > 0].min()) if (df["k"] > 0).any() else 1))
     ax.set_xlabel("rewind point k (iterations)")
     ax.set_ylabel("instability (percentage points)")
-    ax.set_title("Instability vs. rewind point (mean ± sd over seeds)")
+    ax.set_title(f"Instability vs. rewind point (mean ± sd over seeds; {how})")
     ax.legend(fontsize="small")
     _save(fig, out / "instability.png")
     plots.append(("instability.png", "Instability vs. rewind point k"))
