@@ -57,6 +57,12 @@ class _Worker:
         self.job = None
 
 
+def _spawn_worker(plan, index: int) -> _Worker:
+    """Start worker ``index`` of a plan: its share of the threads and, when training on GPUs, its GPU."""
+    env = {"CUDA_VISIBLE_DEVICES": str((index // plan.workers_per_gpu) % plan.gpus)} if plan.gpus else {}
+    return _Worker(multiprocessing.get_context("spawn"), index, plan.threads_per_worker, env)
+
+
 _early: tuple | None = None  # (the plan's signature, its workers) started by start_early()
 
 
@@ -72,8 +78,7 @@ def start_early(plan) -> None:
     """
     global _early
     _stop_early()
-    pool = LocalExecutor(plan, on_eval=lambda job, row: None, warn=lambda text: None)
-    _early = (_signature(plan), [pool._start(i) for i in range(plan.workers)])
+    _early = (_signature(plan), [_spawn_worker(plan, i) for i in range(plan.workers)])
 
 
 def _adopt_early(plan) -> list | None:
@@ -102,7 +107,6 @@ class LocalExecutor:
         self.capacity = plan.workers
         self.on_eval = on_eval
         self.warn = warn
-        self._mp = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._attempts: dict = {}
 
@@ -110,14 +114,8 @@ class LocalExecutor:
     def pending(self) -> int:
         return sum(1 for w in self._workers if w.job is not None)
 
-    def _env(self, index: int) -> dict:
-        env = {}
-        if self.plan.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str((index // self.plan.workers_per_gpu) % self.plan.gpus)
-        return env
-
     def _start(self, index: int) -> _Worker:
-        return _Worker(self._mp, index, self.plan.threads_per_worker, self._env(index))
+        return _spawn_worker(self.plan, index)
 
     def __enter__(self) -> "LocalExecutor":
         self._workers = _adopt_early(self.plan) or [self._start(i) for i in range(self.capacity)]
@@ -170,7 +168,8 @@ class LocalExecutor:
         cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         self._workers[self._workers.index(worker)] = fresh = self._start(worker.index)
         if self._attempts[job.key] > RETRIES:
-            raise TicketsError(f"worker {worker.index} died twice training {job.describe()} ({cause}); check memory, then run the same command to resume")
+            raise TicketsError(f"worker {worker.index} died twice training {job.describe()} ({cause}); "
+                               "check memory, then run the same command to resume")
         self.warn(f"worker {worker.index} died ({cause}) training {job.describe()}; retrying it")
         fresh.job = job
         self._attempts[job.key] += 1

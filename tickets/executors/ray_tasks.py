@@ -90,7 +90,8 @@ class RayExecutor:
                 raise
             except self.ray.exceptions.RayError as error:
                 first = " ".join(str(error).split())[:300]
-                raise TicketsError(f"Ray could not run {job.describe()} after {TASK_RETRIES} retries ({first}); run the same command to resume") from None
+                raise TicketsError(f"Ray could not run {job.describe()} after {TASK_RETRIES} retries ({first}); "
+                                   "run the same command to resume") from None
         return finished
 
     def __enter__(self) -> "RayExecutor":
