@@ -185,13 +185,12 @@ class StabilityAnalysis:
             rounds = self._check_rounds(run_seeds, rounds)
             controls = config.prune.controls if controls is None else controls
             for control in controls:
-                registry.entry("controls", control)
-            self.controls = {c: registry.get("controls", c) for c in controls}
+                registry.entry("controls", control)  # an unknown name fails here; the jobs look it up
         else:
-            rounds, self.controls = [0], {}
+            rounds, controls = [0], []
         self.settings = Settings(parse_at(at, sched.per_epoch, sched.total), points, reset_bn, list(run_seeds),
-                                 rounds, list(self.controls))
-        variants = sum(1 if r == 0 else 1 + len(self.controls) for r in rounds)
+                                 rounds, list(controls))
+        variants = sum(1 if r == 0 else 1 + len(controls) for r in rounds)
         total = len(run_seeds) * variants * len(self.settings.ks) * COPIES
         self.progress = Progress(total, quiet=quiet)
         self.plan = ExecutionPlan.for_run(config, max_parallel=total)
@@ -311,7 +310,7 @@ class StabilityAnalysis:
         """(seed, round, variant, k) of every network the analysis covers for ``seed``."""
         groups = []
         for round_ in self.settings.rounds:
-            variants = ["ticket", *(self.controls if round_ > 0 else [])]
+            variants = ["ticket", *(self.settings.controls if round_ > 0 else [])]
             groups += [(seed, round_, variant, k) for variant in variants for k in self.settings.ks]
         return groups
 
@@ -346,7 +345,7 @@ class StabilityAnalysis:
             return
         del self._finals[job.group]
         seed, round_, variant, k = job.group
-        errors = self._path_errors(self.context.new_model(), seed, [self.store.load(finals[i]) for i in range(COPIES)])
+        errors = self._path_errors(self.context.new_model(), [self.store.load(finals[i]) for i in range(COPIES)])
         errors = [round(e, 6) for e in errors]  # accuracies are float32: 6 digits are all they hold
         done = read_json(job.dir / "done.json")
         row = {"seed": seed, "round": round_, "variant": variant, "weights_remaining": done["weights_remaining"],
@@ -360,7 +359,7 @@ class StabilityAnalysis:
             return f"seed {job.seed} | dense trajectory to iteration {max(job.ks)}"
         return f"seed {job.seed} | round {job.round} | {job.variant} | k={job.k} | copy {job.copy}"
 
-    def _path_errors(self, model, seed: int, finals: list[State]) -> list[float]:
+    def _path_errors(self, model, finals: list[State]) -> list[float]:
         t = self.config.train
         device = make_trainer(t.accelerator, t.devices, t.precision).strategy.root_device
         splits = self.context.splits.to(device)
