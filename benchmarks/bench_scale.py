@@ -6,7 +6,7 @@ included, and the results are checked to be identical (timings aside). Printed: 
 times with the ratio to serial. With --gpu, instead: LeNet-300-100 and ResNet-20 (digits) with
 1, 4, 8 and 16 workers sharing one GPU.
 
-    python benchmarks/bench_scale.py [--rounds 10] [--epochs 5] [--skip-ray]
+    python benchmarks/bench_scale.py [--rounds 10] [--epochs 5] [--repeat 3] [--skip-ray]
     python benchmarks/bench_scale.py --gpu
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,23 +39,31 @@ def cpu_table(args) -> None:
     ways = [("serial (--workers 1)", ["--workers", "1"]), ("--workers 2", ["--workers", "2"])]
     if not args.skip_ray and importlib.util.find_spec("ray"):
         ways.append(("--executor ray (local, 2 CPUs)", ["--executor", "ray"]))
+    times: dict[str, list[float]] = {label: [] for label, _ in ways}
+    ratios: dict[str, list[float]] = {label: [] for label, _ in ways}
+    reference = None
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        times, reference = {}, None
-        for i, (label, extra) in enumerate(ways):
-            times[label] = run(out, f"way{i}", job + extra)
-            rows = rows_without_timing(out / f"way{i}")
-            reference = reference or rows
-            same = "identical" if rows == reference else "DIFFERENT"
-            print(f"  {label}: {times[label]:.1f} s, results {same}", file=sys.stderr)
-            if rows != reference:
-                raise SystemExit(f"{label} gave different results from serial")
-    base = times[ways[0][0]]
-    print(f"\n`tickets prune {' '.join(job)}` (3 seeds, {len(reference)} networks), wall time incl. start-up\n")
-    print("| execution | wall time (s) | ratio to serial |")
-    print("|---|---:|---:|")
+        # The ways take turns, so that a slow spell of the machine hits all of them alike;
+        # each ratio compares a way with the serial run of the same turn.
+        for turn in range(args.repeat):
+            for i, (label, extra) in enumerate(ways):
+                out = Path(tmp) / f"turn{turn}"
+                times[label].append(run(out, f"way{i}", job + extra))
+                rows = rows_without_timing(out / f"way{i}")
+                reference = reference or rows
+                same = "identical" if rows == reference else "DIFFERENT"
+                ratios[label].append(times[label][-1] / times[ways[0][0]][-1])
+                print(f"  turn {turn + 1}, {label}: {times[label][-1]:.1f} s ({ratios[label][-1]:.2f}x), "
+                      f"results {same}", file=sys.stderr)
+                if rows != reference:
+                    raise SystemExit(f"{label} gave different results from serial")
+    print(f"\n`tickets prune {' '.join(job)}` (3 seeds, {len(reference)} networks), wall time incl. start-up, "
+          f"{args.repeat} turn(s)\n")
+    print("| execution | wall time (s), median | per turn (s) | ratio to serial, median | per turn |")
+    print("|---|---:|---|---:|---|")
     for label, seconds in times.items():
-        print(f"| {label} | {seconds:.1f} | {seconds / base:.2f}x |")
+        print(f"| {label} | {statistics.median(seconds):.1f} | {', '.join(f'{s:.1f}' for s in seconds)} | "
+              f"{statistics.median(ratios[label]):.2f}x | {', '.join(f'{r:.2f}' for r in ratios[label])} |")
 
 
 def gpu_table(args) -> None:
@@ -81,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--epochs", type=float, default=5)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="turns of the CPU table (the machine's speed drifts)")
     parser.add_argument("--gpu", action="store_true", help="workers sharing one GPU instead of the CPU table")
     parser.add_argument("--resnet-config", action="store_true", help="ResNet-20 with the resnet20_digits config")
     args = parser.parse_args()

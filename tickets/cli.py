@@ -7,8 +7,11 @@ diverged; 4 ``tickets check`` found damaged files; 130 interrupted (run again to
 """
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -435,5 +438,28 @@ def _stability_report(store) -> None:
     click.echo(f"report:    {report_md}")
 
 
+def entry_point() -> None:
+    """The ``tickets`` command: :func:`main`, then a quick exit.
+
+    Once a command is done and its files are closed, tearing down the interpreter's modules
+    (torch, Lightning) would take another second or two; exit handlers still run, and
+    other threads still get to finish.
+    """
+    try:
+        code = main()  # what click returns is the exit code, as for a console script
+    except SystemExit as done:
+        code = done.code
+    if threading.active_count() > 1 and any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                                            if t is not threading.main_thread()):
+        sys.exit(code)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry_point()

@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from tickets.errors import TicketsError
-from tickets.masks import SCOPES
+
+# Where a pruning fraction applies: to each layer, or to all prunable weights ranked together.
+SCOPES = ("layerwise", "global")
 
 
 @dataclass

@@ -137,14 +137,18 @@ class LotteryRun:
             if not self.saved_tickets_only or self.store.is_done(seed, 0, "ticket"):
                 self._push(ready, self._job(seed, 0, "ticket"))
         while ready or executor.pending:
-            while ready and executor.pending < executor.capacity:
-                job = heapq.heappop(ready)[1]
-                self.progress.start(self._label(job), self.schedule.total)
-                executor.submit(job)
+            self._submit_ready(ready, executor)
             for job, row in executor.wait():
                 self._record(job, row)
+                self._submit_ready(ready, executor)  # keep workers busy while the next mask is computed
                 for following in self._after(job, row):
                     self._push(ready, following)
+
+    def _submit_ready(self, ready: list, executor) -> None:
+        while ready and executor.pending < executor.capacity:
+            job = heapq.heappop(ready)[1]
+            self.progress.start(self._label(job), self.schedule.total)
+            executor.submit(job)
 
     def _push(self, ready: list, job: NetworkJob) -> None:
         """Queue a job, or take a finished network at once (and queue what follows it).

@@ -20,9 +20,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from tickets.config import SCOPES
 from tickets.errors import TicketsError
-
-SCOPES = ("layerwise", "global")
 
 
 def prunable_names(model: nn.Module) -> list[str]:

@@ -109,9 +109,9 @@ def start_workers_early(config: RunConfig, max_parallel: int) -> None:
     except TicketsError:
         return
     if plan.executor == "local":
-        from tickets.executors.local import start_early
+        from tickets.executors.local import warm_up
 
-        start_early(plan)
+        warm_up(plan)
 
 
 def make_executor(plan: ExecutionPlan, progress, label: Callable[[object], str]) -> Executor:
