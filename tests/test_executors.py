@@ -183,10 +183,61 @@ def test_workers_started_early_are_the_ones_the_run_uses():
         assert executor._workers[0].process is not unused and not unused.is_alive()
 
 
+class EnvironmentJob:
+    """A job that reports one environment variable of the process it runs in."""
+
+    key = ("env",)
+
+    def describe(self) -> str:
+        return "environment job"
+
+    def run(self, on_eval=None) -> dict:
+        return {"value": os.environ.get("TICKETS_TEST_SETTING")}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used on Linux")
+def test_forked_workers_see_the_drivers_environment_not_the_fork_servers(monkeypatch):
+    # The fork server starts once per driver process; a run started later in the same process
+    # (a notebook, a sweep script) must see the environment of that moment, as a spawned worker would.
+    from tickets.executors import ExecutionPlan
+    from tickets.executors import local
+
+    plan = ExecutionPlan("local", 1, 1, 0, 1, None, 1.0, None)
+    monkeypatch.setenv("TICKETS_TEST_SETTING", "when the server started")
+    local.warm_up(plan)
+    monkeypatch.setenv("TICKETS_TEST_SETTING", "now")
+    with local.LocalExecutor(plan, on_eval=lambda job, row: None, warn=print) as executor:
+        assert local._forks(plan)
+        executor.submit(EnvironmentJob())
+        [(_, row)] = executor.wait()
+    assert row == {"value": "now"}
+
+
+def _child_pids(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="watches child processes through /proc")
+def test_ctrl_c_while_workers_start_is_one_message(tmp_path):
+    """Ctrl-C in the first seconds, while the workers' fork server is still importing: no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "tickets.cli", "prune", "--out", str(tmp_path), "--name", "c",
+                             "--workers", "2", *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(_child_pids(proc.pid)) < 2 and time.monotonic() < deadline:  # the fork server and its tracker
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole process group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+
+
 @pytest.mark.parametrize("user_setting", [None, "1"])
 def test_lightnings_nvml_cuda_check_is_undone_unless_the_user_set_it(user_setting):
     # With PYTORCH_NVML_BASED_CUDA_CHECK=1 (set by Lightning's import) every Adam step on a CPU
-    # loads NVML again; tickets starts processes with spawn only, so it removes Lightning's setting.
+    # loads NVML again; tickets never forks after a CUDA check, so it removes Lightning's setting.
     env = {k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
     if user_setting is not None:
         env["PYTORCH_NVML_BASED_CUDA_CHECK"] = user_setting

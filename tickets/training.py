@@ -50,7 +50,8 @@ import tickets  # noqa: E402  (the package, for its start-up settings)
 # Lightning's import sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that checking for CUDA does not
 # break fork-started processes). With it, every torch.cuda.is_available() loads NVML anew until
 # CUDA is initialized, and Adam asks on every step: 70 us a step on a CPU, 2-5% of a LeNet step.
-# tickets starts its processes with spawn, never fork, so the plain check is safe here.
+# The plain check is safe here: tickets never forks a process that has checked for CUDA (GPU
+# workers are spawned; CPU workers fork from a server that only imported these modules).
 if not tickets.NVML_CHECK_SET_BY_USER:
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 

@@ -74,7 +74,7 @@ def _start_method(plan):
     if not _forks(plan):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tickets.jobs"])  # takes effect when the server starts
+    context.set_forkserver_preload(["tickets.executors.preload"])  # takes effect when the server starts
     return context
 
 

@@ -1,0 +1,10 @@
+"""What the fork server of local workers imports before it forks any (see :mod:`tickets.executors.local`).
+
+Ctrl-C is ignored first: the driver stops the workers itself, and a Ctrl-C during these
+seconds of imports must not print a traceback from the server.
+"""
+import signal
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+import tickets.jobs  # noqa: E402,F401 - torch and Lightning, imported once for every worker
