@@ -33,20 +33,41 @@ class SignSGD(torch.optim.Optimizer):
         return loss
 
 
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _fused(params) -> tuple[list, bool | None]:
+    """The parameters as a list, and whether torch's fused kernel can update them.
+
+    A fused step updates each tensor in one pass: the same formula as the per-tensor loop, equal
+    to it up to float rounding, and (being elementwise) the same bits on any number of threads.
+    On one CPU core an Adam step of LeNet-300-100 takes 0.3 ms instead of 0.9 ms.
+    """
+    params = list(params)
+    tensors = [p for entry in params for p in (entry["params"] if isinstance(entry, dict) else [entry])]
+    fusable = bool(tensors) and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors)
+    return params, (True if fusable else None)
+
+
 def sgd(params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
     """SGD, optionally with (Nesterov) momentum and weight decay."""
+    params, fused = _fused(params)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
-                           weight_decay=weight_decay, dampening=dampening)
+                           weight_decay=weight_decay, dampening=dampening, fused=fused)
 
 
 def adam(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
     """Adam (amsgrad=True gives AMSGrad)."""
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    params, fused = _fused(params)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                            fused=fused)
 
 
 def adamw(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False):
     """AdamW: Adam with decoupled weight decay."""
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    params, fused = _fused(params)
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                             fused=fused)
 
 
 def rmsprop(params, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, centered=False):
