@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from tickets.builtin.augmentations import crop, flip
+from tickets.builtin.optimizers import sgd as builtin_sgd
 from tickets.checkpoint import DEFAULT_SECONDS, Checkpoint
 from tickets.data import Splits
 from tickets.masks import Mask
@@ -49,7 +50,7 @@ def network(name: str):
 
 
 def sgd(params):
-    return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    return builtin_sgd(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
 
 
 class StepTimer:
