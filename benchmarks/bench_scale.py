@@ -29,6 +29,12 @@ def run(out: Path, name: str, args: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def training_seconds(run_dir: Path) -> float:
+    """The sum of the networks' train_seconds: the training itself, without start-up or the driver's work."""
+    with (run_dir / "results.csv").open() as handle:
+        return sum(float(r["train_seconds"]) for r in csv.DictReader(handle))
+
+
 def rows_without_timing(run_dir: Path) -> list[dict]:
     with (run_dir / "results.csv").open() as handle:
         return [{k: v for k, v in r.items() if k not in ("run", "train_seconds")} for r in csv.DictReader(handle)]
@@ -40,6 +46,7 @@ def cpu_table(args) -> None:
     if not args.skip_ray and importlib.util.find_spec("ray"):
         ways.append(("--executor ray (local, 2 CPUs)", ["--executor", "ray"]))
     times: dict[str, list[float]] = {label: [] for label, _ in ways}
+    training: dict[str, list[float]] = {label: [] for label, _ in ways}
     ratios: dict[str, list[float]] = {label: [] for label, _ in ways}
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,6 +56,7 @@ def cpu_table(args) -> None:
             for i, (label, extra) in enumerate(ways):
                 out = Path(tmp) / f"turn{turn}"
                 times[label].append(run(out, f"way{i}", job + extra))
+                training[label].append(training_seconds(out / f"way{i}"))
                 rows = rows_without_timing(out / f"way{i}")
                 reference = reference or rows
                 same = "identical" if rows == reference else "DIFFERENT"
@@ -59,11 +67,15 @@ def cpu_table(args) -> None:
                     raise SystemExit(f"{label} gave different results from serial")
     print(f"\n`tickets prune {' '.join(job)}` (3 seeds, {len(reference)} networks), wall time incl. start-up, "
           f"{args.repeat} turn(s)\n")
-    print("| execution | wall time (s), median | per turn (s) | ratio to serial, median | per turn |")
-    print("|---|---:|---|---:|---|")
+    print("| execution | wall time (s), median | per turn (s) | ratio to serial, median | per turn "
+          "| training (s), median |")
+    print("|---|---:|---|---:|---|---:|")
     for label, seconds in times.items():
         print(f"| {label} | {statistics.median(seconds):.1f} | {', '.join(f'{s:.1f}' for s in seconds)} | "
-              f"{statistics.median(ratios[label]):.2f}x | {', '.join(f'{r:.2f}' for r in ratios[label])} |")
+              f"{statistics.median(ratios[label]):.2f}x | {', '.join(f'{r:.2f}' for r in ratios[label])} | "
+              f"{statistics.median(training[label]):.1f} |")
+    print("\ntraining: the sum of the networks' train_seconds (a worker's networks train side by side, "
+          "on one thread each; serial ones in turn, on every thread)")
 
 
 def gpu_table(args) -> None:
