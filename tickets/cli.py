@@ -449,9 +449,8 @@ def entry_point() -> None:
         code = main()  # what click returns is the exit code, as for a console script
     except SystemExit as done:
         code = done.code
-    if threading.active_count() > 1 and any(t.is_alive() and not t.daemon for t in threading.enumerate()
-                                            if t is not threading.main_thread()):
-        sys.exit(code)
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)  # a thread still working: the usual exit, which waits for it
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1

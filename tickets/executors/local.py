@@ -4,9 +4,10 @@ Each worker is a process that keeps its imports and the run's data between jobs;
 share of the CPU threads and, when training on GPUs, one GPU (``workers_per_gpu`` workers share
 it). On Linux, CPU workers are forked from a fork server that imported torch and Lightning once
 (:func:`warm_up` starts it while the driver does its own start-up), so a worker starts in
-milliseconds instead of seconds; elsewhere, and on GPUs, workers are spawned afresh. A worker that dies (kill -9, out of memory) is reported, replaced, and
-its job retried once. Workers ignore Ctrl-C: the driver stops them, and every finished
-network stays finished, so the run resumes where it stopped.
+milliseconds instead of seconds; elsewhere, and on GPUs, workers are spawned afresh. A worker
+that dies (kill -9, out of memory) is reported, replaced, and its job retried once. Workers
+ignore Ctrl-C: the driver stops them, and every finished network stays finished, so the run
+resumes where it stopped.
 """
 from __future__ import annotations
 
