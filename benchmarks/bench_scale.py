@@ -47,7 +47,6 @@ def cpu_table(args) -> None:
         ways.append(("--executor ray (local, 2 CPUs)", ["--executor", "ray"]))
     times: dict[str, list[float]] = {label: [] for label, _ in ways}
     training: dict[str, list[float]] = {label: [] for label, _ in ways}
-    ratios: dict[str, list[float]] = {label: [] for label, _ in ways}
     reference = None
     with tempfile.TemporaryDirectory() as tmp:
         # The ways take turns, so that a slow spell of the machine hits all of them alike;
@@ -60,8 +59,8 @@ def cpu_table(args) -> None:
                 rows = rows_without_timing(out / f"way{i}")
                 reference = reference or rows
                 same = "identical" if rows == reference else "DIFFERENT"
-                ratios[label].append(times[label][-1] / times[ways[0][0]][-1])
-                print(f"  turn {turn + 1}, {label}: {times[label][-1]:.1f} s ({ratios[label][-1]:.2f}x), "
+                ratio = times[label][-1] / times[ways[0][0]][-1]
+                print(f"  turn {turn + 1}, {label}: {times[label][-1]:.1f} s ({ratio:.2f}x), "
                       f"results {same}", file=sys.stderr)
                 if rows != reference:
                     raise SystemExit(f"{label} gave different results from serial")
@@ -70,9 +69,11 @@ def cpu_table(args) -> None:
     print("| execution | wall time (s), median | per turn (s) | ratio to serial, median | per turn "
           "| training (s), median |")
     print("|---|---:|---|---:|---|---:|")
+    serial = times[ways[0][0]]
     for label, seconds in times.items():
+        ratios = [s / base for s, base in zip(seconds, serial)]
         print(f"| {label} | {statistics.median(seconds):.1f} | {', '.join(f'{s:.1f}' for s in seconds)} | "
-              f"{statistics.median(ratios[label]):.2f}x | {', '.join(f'{r:.2f}' for r in ratios[label])} | "
+              f"{statistics.median(ratios):.2f}x | {', '.join(f'{r:.2f}' for r in ratios)} | "
               f"{statistics.median(training[label]):.1f} |")
     print("\ntraining: the sum of the networks' train_seconds (a worker's networks train side by side, "
           "on one thread each; serial ones in turn, on every thread)")
