@@ -6,7 +6,7 @@ from torch import nn
 from conftest import load, masked_accuracy, read_results
 from tickets.builtin import criteria
 from tickets.config import build_config
-from tickets.lottery import LotteryRun
+from tickets.experiments.imp import run_imp
 from tickets.masks import Mask
 from tickets.plugins import registry
 from tickets.ticket import CriterionContext
@@ -187,7 +187,7 @@ def test_large_final_same_sign_mask_on_untrained_weights_beats_magnitude_on_the_
                                  "train.lr": 0.01, "prune.criterion": "large_final_same_sign",
                                  "prune.controls": ["random_prune"]},
                           ["train.eval_every=50", "prune.layer_fractions={output.*: 0.5}"])
-    LotteryRun(config, tmp_path, registry(), quiet=True).run()
+    run_imp(config, tmp_path, registry(), quiet=True)
     run_dir = tmp_path / "zhou"
     rows = {(r["round"], r["variant"]): r for r in read_results(run_dir)}
     ticket, control, dense = rows[("1", "ticket")], rows[("1", "random_prune")], rows[("0", "ticket")]

@@ -124,3 +124,49 @@ def test_default_init_uses_only_the_global_rng():
     torch.manual_seed(0)
     b = make("conv2").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# OpenLTH's VGG plans (models/cifar_vgg.py): four max-pools; the last conv group is average-pooled.
+# (VGG-11 only, to stay fast: every depth shares the code, and test_vgg_has_four_max_pools checks each.)
+OPENLTH_VGG_PLANS = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
+}
+
+
+class OpenLTHVGG(nn.Module):
+    """OpenLTH's cifar_vgg written out: conv-BN-ReLU modules and 2x2 max-pools, then
+    AvgPool2d(2) and fc (convs without bias, as tickets' are: a bias before BatchNorm cancels)."""
+
+    def __init__(self, plan):
+        super().__init__()
+        layers, filters = [], 3
+        for spec in plan:
+            if spec == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(filters, spec, 3, padding=1, bias=False), nn.BatchNorm2d(spec), nn.ReLU()]
+                filters = spec
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(512, 10)
+
+    def forward(self, x):
+        return self.fc(nn.AvgPool2d(2)(self.layers(x)).view(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("depth", sorted(OPENLTH_VGG_PLANS))
+def test_vgg_is_openlths_network(depth):
+    ours, theirs = make("vgg", depth=depth), OpenLTHVGG(OPENLTH_VGG_PLANS[depth])
+    assert sum(isinstance(m, nn.MaxPool2d) for m in ours.modules()) == 4
+    mine, other = ours.state_dict(), theirs.state_dict()
+    assert [v.shape for v in mine.values()] == [v.shape for v in other.values()]
+    theirs.load_state_dict(dict(zip(other, mine.values())))
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for mode in ("train", "eval"):
+        ours.train(mode == "train"), theirs.train(mode == "train")
+        with torch.no_grad():
+            assert torch.allclose(ours(x), theirs(x), atol=1e-6), mode
+
+
+@pytest.mark.parametrize("depth", [11, 13, 16, 19])
+def test_vgg_has_four_max_pools(depth):
+    assert sum(isinstance(m, nn.MaxPool2d) for m in make("vgg", depth=depth).modules()) == 4

@@ -183,13 +183,14 @@ def test_verdicts_come_from_the_holm_adjusted_paired_test():
     assert reinit[1]["p_paired_holm"] == pytest.approx(3 * P_REINIT[1], rel=1e-3)
     assert reinit[4]["p_paired_holm"] == pytest.approx(3 * P_REINIT[1], rel=1e-3)
     assert reinit[3]["p_paired_holm"] == pytest.approx(P_REINIT[3], rel=1e-3)
-    assert [reinit[r]["verdict"] for r in (1, 2, 3, 4)] == ["ticket better", "ticket better", "no difference",
-                                                            "ticket better"]
+    assert [reinit[r]["verdict"] for r in (1, 2, 3, 4)] == ["ticket better", "ticket better",
+                                                            "not significant", "ticket better"]
     random = {rnd: row(c, round=rnd, control="random_prune") for rnd in (1, 2, 3, 4)}
     # m = 3 (round 4 is identical, untested): raw p = 0.035 < 0.05 but Holm gives 2 x 0.035 = 0.070
     assert random[1]["p_paired"] < 0.05 and random[1]["p_paired_holm"] == pytest.approx(2 * P_RANDOM[1], rel=1e-3)
     assert random[3]["p_paired_holm"] == pytest.approx(3 * P_RANDOM[3], rel=1e-3)
-    assert [random[r]["verdict"] for r in (1, 2, 3, 4)] == ["no difference", "no difference", "worse", "same"]
+    assert [random[r]["verdict"] for r in (1, 2, 3, 4)] == ["not significant", "not significant", "worse",
+                                                                 "same"]
     assert math.isnan(random[4]["p_paired"]) and math.isnan(random[4]["p_paired_holm"])
     assert random[4]["diff"] == 0
 
@@ -215,7 +216,7 @@ def test_welch_by_hand_with_unequal_variances():
 
 
 def test_verdict_thresholds():
-    assert verdict({"n": 3, "diff": 0.1, "p": 0.01}, 0.05) == "no difference"  # p = alpha is not below alpha
+    assert verdict({"n": 3, "diff": 0.1, "p": 0.01}, 0.05) == "not significant"  # p = alpha is not below alpha
     assert verdict({"n": 3, "diff": 0.1, "p": 0.01}, 0.049) == "ticket better"
     assert verdict({"n": 3, "diff": -0.1, "p": 0.01}, 0.049) == "worse"
     assert verdict(paired_test([0.9, 0.8], [0.9, 0.8]), math.nan) == "same"  # two identical pairs
@@ -237,13 +238,17 @@ def test_compare_options_and_families():
     assert sorted(set(gap["round"])) == [2, 3, 4]
 
 
-def test_csv_numbers_are_rounded():
+def test_csv_numbers_keep_full_precision():
+    from io import StringIO
+
+    from scipy import stats
+
     c = compare(results_frame().drop(columns="run"))
-    text = c.to_csv(index=False)
-    assert "0.0030000000000000027" not in text and "999999" not in text and "000000000" not in text
-    assert row(c, round=2, control="random_prune")["diff"] == 0.03
-    p = row(c, round=1, control="reinit")["p_paired"]
-    assert p == float(f"{p:.4g}") and p > 0  # 4 significant digits, small p-values kept
+    back = pd.read_csv(StringIO(c.to_csv(index=False)))  # what comparison.csv gives a reader
+    ticket, control = np.array([0.95, 0.96, 0.97]), np.array([0.91, 0.93, 0.95])
+    assert row(back, round=2, control="random_prune")["diff"] == np.mean(ticket - control)  # float noise and all
+    p = row(back, round=1, control="reinit")["p_paired"]
+    assert p == stats.ttest_rel([0.93, 0.94, 0.95], [0.80, 0.82, 0.81]).pvalue and p != float(f"{p:.4g}")
 
 
 def test_identical_groups_of_unequal_size_are_not_different():
@@ -317,7 +322,7 @@ def test_real_three_seed_run_matches_direct_scipy_calls(tmp_path):
 
 def test_down_to_names_the_end_of_the_unbroken_run_not_a_round_past_a_gap(tmp_path):
     text = (write_report([make_run(tmp_path)]) / "report.md").read_text()
-    # reinit: better at 50% and 20%, no difference at 8%, better again at 3.5%
+    # reinit: better at 50% and 20%, not significant at 8%, better again at 3.5%
     assert ("Tickets beat reinit down to 20% weights remaining: significantly better in every round from 50% "
             "to 20% (2 of 4 tested rounds).") in text
     assert "down to 3.5%" not in text
@@ -422,7 +427,7 @@ def test_write_report_files_and_findings(tmp_path):
     assert "Tickets are not significantly better than random_prune in any of 3 tested rounds" in text
     assert "random_prune is significantly better than the ticket at 8% weights remaining" in text
     assert "random_prune and the ticket score the same on every seed at 3.5% weights remaining" in text
-    assert "| 1 | 50% | 94.00% ± 2.48 | 81.00% ± 2.48 (ticket better) | 91.00% ± 0.00 (no difference) |" in text
+    assert "| 1 | 50% | 94.00% ± 2.48 | 81.00% ± 2.48 (ticket better) | 91.00% ± 0.00 (not significant) |" in text
     # Rounds 3 and 4 (means 0.61, 0.82) are below the dense CI (0.92 - 0.0497); round 2 is the sparsest match.
     assert "At 20% weights remaining (round 2), the sparsest round" in text
     assert "iteration 700 versus 1,100 for the dense network (36% sooner)" in text

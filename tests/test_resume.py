@@ -4,7 +4,7 @@ import os
 import pytest
 
 from conftest import prune_tiny, read_results, run_cli, TINY
-from tickets import jobs
+from tickets.engine import netjob as jobs
 
 
 def strip(rows):
@@ -27,7 +27,7 @@ def test_rerunning_a_finished_run_trains_nothing(reference):
 
 def test_interrupted_run_resumes_to_the_same_results(reference, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = jobs.train_network
+    real = jobs.train
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -35,14 +35,14 @@ def test_interrupted_run_resumes_to_the_same_results(reference, tmp_path, monkey
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "train_network", flaky)
+    monkeypatch.setattr(jobs, "train", flaky)
     run_cli("prune", "--out", tmp_path, "--name", "cut", "--rounds", "2", *TINY, expect=130)
     run_dir = tmp_path / "cut"
     assert len(read_results(run_dir)) == 3
     assert (run_dir / "run.json").read_text().count('"interrupted"') == 1
-    monkeypatch.setattr(jobs, "train_network", real)
+    monkeypatch.setattr(jobs, "train", real)
     trained = []
-    monkeypatch.setattr(jobs, "train_network", lambda *a, **k: trained.append(1) or real(*a, **k))
+    monkeypatch.setattr(jobs, "train", lambda *a, **k: trained.append(1) or real(*a, **k))
     prune_tiny(tmp_path, "cut", "--rounds", "2")
     assert len(trained) == 4  # only the networks that were not finished
     assert strip(read_results(run_dir)) == strip(read_results(reference))

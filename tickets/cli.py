@@ -3,7 +3,8 @@
 User errors (bad flags, bad configs, unknown names, missing files, damaged inputs, devices this
 machine lacks) print one line on stderr and exit with code 2, before anything in the output
 directory is touched. Exit codes: 0 done; 2 bad input; 3 the run finished but some network
-diverged; 4 ``tickets check`` found damaged files; 130 interrupted (run again to resume).
+diverged; 4 ``tickets check`` found damaged files; 5 a file could not be written (a full disk,
+permissions: run again to resume once fixed); 130 interrupted (run again to resume).
 """
 from __future__ import annotations
 
@@ -17,13 +18,30 @@ from pathlib import Path
 import click
 
 from tickets import plugins as plugin_mod
-from tickets.config import config_defaults
 from tickets.errors import TicketsError
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_DAMAGED = 4
+EXIT_WRITE_FAILED = 5
 EXIT_INTERRUPTED = 130
+
+
+def write_failure(error: OSError) -> str:
+    """One line for an OS error on writing a run's files: what, where, and that the run resumes."""
+    import errno
+
+    where = error.filename or "the output folder"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause = "the disk is full"
+        fix = "free some space (or give --out another disk), then run the same command: it resumes where it stopped"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        cause = "permission denied" if error.errno != errno.EROFS else "the file system is read-only"
+        fix = "give --out a folder you can write to, or fix its permissions, then run the same command to resume"
+    else:
+        cause = error.strerror or type(error).__name__
+        fix = "fix the cause, then run the same command: finished networks stay finished"
+    return f"cannot write {where}: {cause}; {fix}"
 
 
 class TicketsGroup(click.Group):
@@ -42,6 +60,9 @@ class TicketsGroup(click.Group):
             hint = f" (see '{error.ctx.command_path} --help')" if getattr(error, "ctx", None) else ""
             click.echo(f"Error: {error.format_message()}{hint}", err=True)
             sys.exit(error.exit_code if error.exit_code != 1 else EXIT_USAGE)
+        except OSError as error:  # a full disk, permissions: the files written so far are intact
+            click.echo(f"Error: {write_failure(error)}", err=True)
+            sys.exit(EXIT_WRITE_FAILED)
         except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
             click.echo("\nInterrupted: run the same command again to resume where it stopped.", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -156,27 +177,24 @@ def _workers(value: str | None):
         raise TicketsError(f"--workers {value!r}: give a count of at least 1 or auto, e.g. --workers 2") from None
 
 
-def build_run_config(opts: dict, defaults: dict | None = None):
-    from tickets.config import build_config
+def _flags(opts: dict) -> dict:
+    """The click options of a run command as the API's keyword arguments (Python values; unset ones left out)."""
+    parse = {"seeds": _seeds, "controls": _controls, "devices": _devices, "workers": _workers,
+             "loggers": lambda v: list(v) or None}
+    skip = ("config_path", "sets", "out", "quiet")
+    flags = {k: parse[k](v) if k in parse else v for k, v in opts.items() if k not in skip}
+    return {k: v for k, v in flags.items() if v is not None}
 
-    overrides = {
-        "prune.rounds": opts.get("rounds"), "train.epochs": opts.get("epochs"),
-        "prune.fraction": opts.get("prune_fraction"), "prune.criterion": opts.get("criterion"),
-        "prune.scope": opts.get("scope"), "prune.rewind": opts.get("rewind"),
-        "prune.controls": _controls(opts.get("controls")), "seeds": _seeds(opts.get("seeds")),
-        "train.optimizer": opts.get("optimizer"), "train.lr": opts.get("lr"),
-        "train.schedule": opts.get("schedule"), "train.warmup": opts.get("warmup"),
-        "train.batch_size": opts.get("batch_size"), "data.dataset": opts.get("dataset"),
-        "model.name": opts.get("model"), "data.data_dir": opts.get("data_dir"), "name": opts.get("name"),
-        "train.accelerator": opts.get("accelerator"), "train.devices": _devices(opts.get("devices")),
-        "execution.workers": _workers(opts.get("workers")), "execution.workers_per_gpu": opts.get("workers_per_gpu"),
-        "execution.executor": opts.get("executor"), "execution.address": opts.get("address"),
-        "execution.cpus_per_network": opts.get("cpus_per_network"),
-        "execution.gpus_per_network": opts.get("gpus_per_network"),
-        "train.loggers": list(opts["loggers"]) if opts.get("loggers") else None,
-    }
-    return build_config(opts.get("config_path"), overrides, list(opts.get("sets") or ()), defaults=defaults)
 
+def _common(opts: dict) -> dict:
+    """config=, set=, out= and quiet= of a run command."""
+    from tickets.config import parse_set
+
+    return {"config": opts.get("config_path"), "set": dict(parse_set(s) for s in opts.get("sets") or ()),
+            "out": opts.get("out", "outputs"), "quiet": opts.get("quiet", False)}
+
+
+PRUNING_ONLY = ("rounds", "prune_fraction", "criterion", "scope", "controls")
 
 
 @main.command()
@@ -184,41 +202,29 @@ def build_run_config(opts: dict, defaults: dict | None = None):
 @execution_options
 def prune(**opts):
     """Iterative magnitude pruning with rewinding and controls (resumable)."""
-    from tickets.executors import imp_parallelism, start_workers_early
+    from tickets import api
 
-    config = build_run_config(opts, defaults=config_defaults("prune"))
-    start_workers_early(config, imp_parallelism(config))
-    from tickets.lottery import LotteryRun
-
-    run = LotteryRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"])
-    store = run.run()
-    _finish(store, opts["quiet"])
+    _finish(api.prune(**_common(opts), **_flags(opts)), opts["quiet"])
 
 
 @main.command()
-@run_options
+@run_options(without=PRUNING_ONLY)
 @execution_options
 def train(**opts):
-    """Train one dense network (round 0 only, no controls)."""
-    from tickets.lottery import LotteryRun
+    """Train one dense network per seed (round 0 only, no controls)."""
+    from tickets import api
 
-    opts["rounds"], opts["controls"] = 0, "none"
-    config = build_run_config(opts)
-    store = LotteryRun(config, opts["out"], plugin_mod.registry(), verb="train", quiet=opts["quiet"]).run()
-    _finish(store, opts["quiet"], report=False)
+    _finish(api.train(**_common(opts), **_flags(opts)), opts["quiet"], report=False)
 
 
-def _finish(store, quiet: bool, report: bool = True) -> None:
-    """Print where the results (and the report) are; exit 3 when some network of the run diverged."""
-    click.echo(f"results: {store.results_path}")
+def _finish(run, quiet: bool, report: bool = True) -> None:
+    """Print where the results (and the report) are; warn about networks that did not learn; exit 3 when
+    some network of the run diverged."""
+    click.echo(f"results: {run.path / 'results.csv'}")
     if report:
-        from tickets.report import write_report
-        from tickets.stability import add_to_report
-
-        report_dir = write_report([store.dir])
-        add_to_report(report_dir / "report.md", [store.dir])
-        click.echo(f"report:  {report_dir / 'report.md'}")
-    diverged = [r for r in store.read_results() if r.get("status") == "diverged"]
+        click.echo(f"report:  {run.report()}")
+    rows = run.results.to_dict("records") if not run.results.empty else []
+    diverged = [r for r in rows if r.get("status") == "diverged"]
     if diverged:
         names = ", ".join(f"seed {r['seed']} round {r['round']} {r['variant']}" for r in diverged)
         click.echo(f"{len(diverged)} network{'s' if len(diverged) > 1 else ''} diverged (status diverged in "
@@ -296,28 +302,26 @@ def plugins_command(as_json, kind):
 @execution_options
 def compare(run, controls, accelerator, devices, loggers, quiet, **execution):
     """Train the controls RUN lacks for its saved tickets, then write its report."""
-    from tickets.lottery import compare_run
+    from tickets import api
 
     names = _controls(controls)
     if not names:
         raise TicketsError("--controls names no control; give e.g. --controls reinit,random_prune")
     execution["workers"] = _workers(execution["workers"])
-    store = compare_run(run, names, plugin_mod.registry(), accelerator=accelerator, devices=_devices(devices),
-                        loggers=list(loggers) or None, quiet=quiet,
-                        execution={k: v for k, v in execution.items() if v is not None})
-    _finish(store, quiet)
+    result = api.compare(run, names, accelerator=accelerator, devices=_devices(devices), loggers=list(loggers) or None,
+                         quiet=quiet, **{k: v for k, v in execution.items() if v is not None})
+    _finish(result, quiet)
 
 
 @main.command()
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 def check(run):
     """Verify every file of RUN against its recorded checksums; say what is wrong (exit 4) and what to do."""
-    from tickets.check import check_run
+    from tickets import api
 
-    found = check_run(run)
-    click.echo(f"{run}: {found.finished} networks finished and intact ({found.diverged} diverged), "
-               f"{found.unfinished} unfinished" + (f", {found.unverified} without checksums (made by an older "
-                                                   "tickets)" if found.unverified else ""))
+    found = api.check(run)
+    click.echo(f"{run}: {found.finished} jobs finished and intact ({found.diverged} diverged), "
+               f"{found.unfinished} unfinished")
     for problem in found.problems:
         click.echo(f"problem: {problem}")
     if found.problems:
@@ -326,55 +330,52 @@ def check(run):
     click.echo("no problems found")
 
 
+SUPERMASK_UNUSED = (*PRUNING_ONLY, "rewind")
+
+
 @main.command()
-@run_options
+@run_options(without=SUPERMASK_UNUSED)
 @click.option("--method", help="bernoulli (Zhou et al.) or edge_popup (Ramanujan et al.; the default).")
 @click.option("--density", type=float, help="edge_popup: fraction kept per layer; bernoulli: initial keep probability.")
 @click.option("--init", help="Initializer of the frozen weights (model.init), e.g. signed_constant or kaiming_normal.")
-def supermask(method, density, init, **opts):
+@execution_options
+def supermask(**opts):
     """Learn a mask over frozen random weights (resumable); rows go to results.csv.
 
     Method defaults, beneath any config file and flags: bernoulli trains its scores at lr 0.3
     (Adam); edge_popup's frozen weights are signed_constant. Otherwise the usual defaults
     (Adam, lr 1.2e-3, 5 epochs, kaiming_normal weights, density 0.5).
     """
-    from tickets.supermask import SupermaskRun, method_defaults
+    from tickets import api
 
-    sets = [f"supermask.method={method}"] if method is not None else []
-    sets += [f"supermask.density={density}"] if density is not None else []
-    sets += [f"model.init={init}"] if init is not None else []
-    opts["sets"] = tuple(opts.get("sets") or ()) + tuple(sets)
-    config = build_run_config(opts, defaults=method_defaults(build_run_config(opts).supermask.method))
-    store = SupermaskRun(config, opts["out"], plugin_mod.registry(), quiet=opts["quiet"]).run()
-    for row in store.read_results():
+    run = api.supermask(**_common(opts), **_flags(opts))
+    for row in run.results.to_dict("records"):
         click.echo(f"seed {row['seed']} {row['variant']}: density {float(row['weights_remaining']):.4f}, "
                    f"test acc {100 * float(row['test_acc_at_early_stop']):.2f}% at early stop, "
                    f"final {100 * float(row['final_test_acc']):.2f}%")
-    _finish(store, opts["quiet"])
+    _finish(run, opts["quiet"])
 
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", help="Folder for the report (default: RUN/report for one run).")
-def report(runs, out):
-    """Summary and comparison CSVs, plots and report.md for one or more runs."""
-    from tickets.report import write_report
-    from tickets.stability import add_to_report
+@click.option("--max-weights-remaining", type=float,
+              help="The study-level test covers rounds at or below this fraction of weights (default 0.215).")
+def report(runs, out, max_weights_remaining):
+    """Summary, comparison and study CSVs, plots and report.md for one or more runs."""
+    from tickets import api
 
-    report_dir = write_report(list(runs), Path(out) if out else None)
-    add_to_report(report_dir / "report.md", list(runs))
-    click.echo(f"report: {report_dir / 'report.md'}")
+    click.echo(f"report: {api.report(*runs, out=out, max_weights_remaining=max_weights_remaining)}")
 
 
-EXECUTION = ("workers", "workers_per_gpu", "executor", "address", "cpus_per_network", "gpus_per_network")
 STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "scope", "rewind", "loggers")
 
 
 @main.command()
 @click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--at", required=True, help="Rewind points k, comma-separated: 0,100it,500it,2ep.")
-@click.option("--points", type=int, default=11, show_default=True,
-              help="Evenly spaced points of the path between the two copies (at least 3).")
+@click.option("--points", type=int, default=30, show_default=True,
+              help="Evenly spaced points of the path between the two copies (at least 3; Frankle et al. use 30).")
 @click.option("--seeds", help="Comma-separated seeds (replicates); with RUN, among its seeds.")
 @click.option("--rounds", help="With RUN: comma-separated rounds (default: every round of RUN).")
 @click.option("--controls", help="With RUN: controls analysed beside the tickets (default: RUN's), or none.")
@@ -387,55 +388,25 @@ def stability(run, at, points, seeds, rounds, controls, reset_bn, **opts):
     Two copies train from each rewind point k to the end with different data orders; the test
     error along the straight line between them gives the instability (resumable).
     """
-    from tickets.config import validate
-    from tickets.lottery import load_run_config
-    from tickets.stability import StabilityAnalysis
+    from tickets import api
 
-    if run is not None:
-        given = [f"--{k.replace('_', '-')}" for k, v in opts.items()
-                 if v not in (None, (), False) and k not in ("out", "quiet", "accelerator", "devices", *EXECUTION)]
-        if given:
-            raise TicketsError(f"RUN's settings are fixed; drop {', '.join(given)} (without RUN, the flags "
-                               "describe a new dense network to analyse)")
-        config = load_run_config(run)
-        if opts.get("accelerator"):
-            config.train.accelerator = opts["accelerator"]
-        if opts.get("devices"):
-            config.train.devices = _devices(opts["devices"])
-        given_execution = build_run_config({k: opts.get(k) for k in EXECUTION}).execution
-        for key in EXECUTION:
-            if opts.get(key) is not None:
-                setattr(config.execution, key, getattr(given_execution, key))
-        validate(config)
-        out_root = run.parent
-    else:
-        config = build_run_config(opts)
-        out_root = opts["out"]
     round_list = None
     if rounds is not None:
         try:
             round_list = [int(r) for r in rounds.split(",") if r.strip()]
         except ValueError:
             raise TicketsError(f"--rounds {rounds!r}: expected comma-separated integers, e.g. --rounds 0,3,6") from None
-    analysis = StabilityAnalysis(config, out_root, plugin_mod.registry(), at=at, points=points, reset_bn=reset_bn,
-                                 run_dir=run, rounds=round_list, controls=_controls(controls), seeds=_seeds(seeds),
-                                 quiet=opts["quiet"])
-    out = analysis.run()
-    click.echo(f"stability: {out / 'stability.csv'}")
-    _stability_report(analysis.store)
-
-
-def _stability_report(store) -> None:
-    from tickets.report import write_report
-    from tickets.stability import add_to_report
-
-    report_md = store.dir / "report" / "report.md"
-    if store.read_results():  # a run of `tickets prune`: its report, then the instability section
-        write_report([store.dir])
-    else:
-        report_md.unlink(missing_ok=True)
-    add_to_report(report_md, [store.dir])
-    click.echo(f"report:    {report_md}")
+    common = _common(opts)
+    if run is not None and (common["config"] or common["set"]):
+        raise TicketsError("RUN's settings are fixed; drop " + ", ".join(
+            k for k, v in (("--config", common["config"]), ("--set", common["set"])) if v)
+            + " (without RUN, the flags describe a new dense network to analyse)")
+    if run is not None:
+        common = {"quiet": common["quiet"]}
+    result = api.stability(run, at=at, points=points, reset_bn=reset_bn, seeds=_seeds(seeds), rounds=round_list,
+                           controls=_controls(controls), **common, **_flags(opts))
+    click.echo(f"stability: {result.path / 'stability' / 'stability.csv'}")
+    click.echo(f"report:    {result.report()}")
 
 
 def entry_point() -> None:

@@ -21,7 +21,7 @@ from tickets.registry import Registry
 from tickets.schedules import LrFactor, lr_factor
 from tickets.store import RunStore, atomic_torch_save
 from tickets.ticket import clone_state, initialize_
-from tickets.training import iterations_per_epoch
+from tickets.data import iterations_per_epoch
 
 
 def stable_seed(*parts) -> int:
@@ -145,6 +145,14 @@ class RunContext:
         path = self.store.seed_dir(seed) / "init.pt"
         if not path.exists():
             model = self.new_model()
-            initialize_(model, self.components.init, torch.Generator().manual_seed(seed))
+            initialize_(model, self.components.init, torch.Generator().manual_seed(seed),
+                        norm_init=self.config.model.norm_init)
             atomic_torch_save(clone_state(model), path)
         return self.store.load(path)
+
+
+def fresh_state(context: RunContext, generator: torch.Generator):
+    """Weights drawn anew from the run's initializer (what a control such as reinit starts from)."""
+    fresh = context.new_model()
+    initialize_(fresh, context.components.init, generator, norm_init=context.config.model.norm_init)
+    return clone_state(fresh)

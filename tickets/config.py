@@ -23,6 +23,9 @@ from tickets.errors import TicketsError
 
 # Where a pruning fraction applies: to each layer, or to all prunable weights ranked together.
 SCOPES = ("layerwise", "global")
+# How the scale (gamma) of normalization layers starts: default (the layer's own, 1) or uniform
+# (U[0, 1), OpenLTH's batchnorm_init='uniform'); see tickets.ticket.initialize_.
+NORM_INITS = ("default", "uniform")
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ModelConfig:
     name: str = "lenet_300_100"
     init: str = "kaiming_normal"
     options: dict = field(default_factory=dict)
+    norm_init: str = "default"  # normalization layers' scale: default (1) or uniform (U[0, 1), OpenLTH)
 
 
 @dataclass
@@ -99,6 +103,14 @@ class ExecutionConfig:
 
 
 @dataclass
+class ReportConfig:
+    # The report only (never changes results, see RESUMABLE_KEYS): the study-level test of tickets
+    # against each control pools the rounds with at most this fraction of weights remaining
+    # (0.215: Frankle & Carbin's sparse regime, about 21% and fewer).
+    max_weights_remaining: float = 0.215
+
+
+@dataclass
 class RunConfig:
     name: typing.Optional[str] = None
     seeds: list = field(default_factory=lambda: [0])
@@ -108,18 +120,19 @@ class RunConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     supermask: SupermaskConfig = field(default_factory=SupermaskConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
-            "supermask": SupermaskConfig, "execution": ExecutionConfig}
+            "supermask": SupermaskConfig, "execution": ExecutionConfig, "report": ReportConfig}
 
 # Settings that may change between invocations of the same run: changing them extends the
 # run (more rounds, seeds or controls) or moves it to other hardware, never changes results.
 RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices",
-                  "train.checkpoint_every", "train.loggers",
+                  "train.checkpoint_every", "train.loggers", "report.max_weights_remaining",
                   *(f"execution.{f.name}" for f in dataclasses.fields(ExecutionConfig)))
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # a link to the repository's configs/ (shipped in the wheel)
@@ -236,16 +249,17 @@ def config_defaults(verb: str) -> dict:
 
 
 def build_config(config_path: str | None = None, overrides: dict[str, Any] | None = None,
-                 sets: list[str] = (), defaults: dict[str, Any] | None = None) -> RunConfig:
+                 sets: list[str] | dict[str, Any] = (), defaults: dict[str, Any] | None = None) -> RunConfig:
     """Defaults (the dataclasses', then ``defaults``: a command's own, dotted keys), the YAML file,
-    flag overrides (dotted keys), then ``--set`` items."""
+    flag overrides (dotted keys), then ``--set`` items (``key=value`` strings, or a dict of dotted keys)."""
     config = RunConfig()
     _apply(config, nest(defaults or {}), "defaults")
     if config_path:
         path = resolve_config_path(config_path)
         _apply(config, load_yaml(path), str(path))
     _apply(config, nest({k: v for k, v in (overrides or {}).items() if v is not None}), "flags")
-    _apply(config, nest(dict(parse_set(s) for s in sets)), "--set")
+    assignments = dict(sets) if isinstance(sets, dict) else dict(parse_set(s) for s in sets)
+    _apply(config, nest(assignments), "--set")
     validate(config)
     return config
 
@@ -324,10 +338,16 @@ def validate(config: RunConfig) -> None:
         raise TicketsError(f"data.val_size must be at least 1 (early stopping needs a validation split), got {d.val_size}")
     if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
         raise TicketsError(f"run name {config.name!r} may use letters, digits, '.', '_' and '-' only")
+    if config.model.norm_init not in NORM_INITS:
+        raise TicketsError(f"unknown model.norm_init {config.model.norm_init!r}; use one of {', '.join(NORM_INITS)}")
     validate_execution(config)
     s = config.supermask
     if not 0 < s.density <= 1:
         raise TicketsError(f"supermask.density must be in (0, 1], got {s.density}")
+    r = config.report
+    if not 0 < r.max_weights_remaining <= 1:
+        raise TicketsError(f"report.max_weights_remaining must be a fraction of weights in (0, 1], got "
+                           f"{r.max_weights_remaining}; e.g. --set report.max_weights_remaining=0.215")
 
 
 EXECUTORS = ("local", "ray")
@@ -355,7 +375,7 @@ def validate_execution(config: RunConfig) -> None:
                            "trains several networks at once; use one of them")
 
 
-def check_names(config: RunConfig, registry, *, controls: bool = True) -> None:
+def check_names(config: RunConfig, registry) -> None:
     """Every component name in the config must be registered (error lists the known names)."""
     registry.entry("datasets", config.data.dataset)
     registry.entry("models", config.model.name)
@@ -365,15 +385,21 @@ def check_names(config: RunConfig, registry, *, controls: bool = True) -> None:
     registry.entry("schedules", config.train.schedule)
     for augmentation in config.data.augment:
         registry.entry("augmentations", augmentation)
-    if controls:
-        for control in config.prune.controls:
-            registry.entry("controls", control)
+    for control in config.prune.controls:
+        registry.entry("controls", control)
+
+
+# Keys added after runs were already named by their fingerprint, with the value that gives the
+# behaviour from before the key existed. A key at that value is left out of the fingerprint, so
+# those runs keep their names (and resume); any other value changes the name, as it changes results.
+LATER_KEYS = {"model.norm_init": "default"}
 
 
 def fingerprint(config: RunConfig) -> str:
     """A short hash of everything that changes results (not rounds, seeds, controls, hardware)."""
     flat = flatten(config.to_dict())
-    kept = {k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}
+    kept = {k: v for k, v in flat.items()
+            if k not in RESUMABLE_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

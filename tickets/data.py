@@ -64,6 +64,12 @@ class Splits:
         return Splits(num_classes=self.num_classes, **moved)
 
 
+def iterations_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches per pass over the training set (the last partial batch is dropped)."""
+    return max(1, n_train // batch_size)
+
+
+
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """Float images normalized per channel (uint8 input is scaled to [0, 1] first)."""
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()

@@ -5,7 +5,7 @@ Every file is written to a temporary name in its directory and moved into place 
 directory counts as complete only once its ``done.json`` exists. ``done.json`` holds the
 network's results.csv row, the sha256 of every file of its directory (``files``) and of the
 run's shared files it read (``inputs``: init.pt, rewind.pt, the round's mask.pt). Any process
-can verify a network or a seed's shared files with :meth:`RunStore.damaged_files` and
+can verify a job's directory or the run's shared files with :meth:`RunStore.damaged_files` and
 :meth:`RunStore.damaged_inputs`; results.csv is always rebuilt from the done.json files, so
 it can be lost or damaged without losing a row.
 """
@@ -15,7 +15,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import tempfile
@@ -118,16 +117,8 @@ def _read_record(path: Path) -> dict | None:
 
 
 def _row_of(record: dict) -> dict:
-    """The results.csv row in a done.json. Rows written before the status column get one:
-    a network whose final test loss is not finite diverged."""
-    row = {k: v for k, v in record.items() if k not in RECORD_KEYS}
-    if not row.get("status"):
-        try:
-            finite = math.isfinite(float(row.get("final_test_loss")))
-        except (TypeError, ValueError):
-            finite = True
-        row["status"] = OK if finite else DIVERGED
-    return row
+    """The row in a done.json: everything but the checksums."""
+    return {k: v for k, v in record.items() if k not in RECORD_KEYS}
 
 
 def _file_problem(path: Path, digest: str) -> str | None:
@@ -210,9 +201,6 @@ class RunStore:
     def network_dir(self, seed: int, round_: int, variant: str) -> Path:
         return self.round_dir(seed, round_) / variant
 
-    def is_done(self, seed: int, round_: int, variant: str) -> bool:
-        return (self.network_dir(seed, round_, variant) / "done.json").exists()
-
     def relative(self, path: Path) -> str:
         """``path`` relative to the run directory, with forward slashes (how done.json names files)."""
         return Path(path).relative_to(self.dir).as_posix()
@@ -222,62 +210,73 @@ class RunStore:
         parts = name.split("/")
         if name == "config.yaml":
             fix = "start the run anew under another --name"
+        elif parts[0] == "stability":  # stability/seed_<s>/rewind_<k>.pt: the analysis of that seed reads it
+            fix = f"delete {self.dir / parts[0] / parts[1]} to analyse {parts[1].replace('_', ' ')} anew"
         elif len(parts) == 2:  # seed_<s>/init.pt, seed_<s>/rewind.pt: every network of the seed depends on them
             fix = f"delete {self.dir / parts[0]} to train {parts[0].replace('_', ' ')} anew"
         else:  # seed_<s>/round_<r>/mask.pt: that round and the later ones depend on it
             fix = f"delete {self.dir / parts[0] / parts[1]} and the later rounds of {parts[0].replace('_', ' ')} to train them anew"
         return f"{self.dir / name} {problem}; restore it from a copy of the run, or {fix}"
 
-    # finished networks --------------------------------------------------------
-    def mark_done(self, seed: int, round_: int, variant: str, row: dict, inputs: Iterable[Path] = ()) -> None:
-        """Mark a network complete: its done.json holds its row, the sha256 of every file now in the
-        network's directory and of each shared file in ``inputs`` (the run's files it was trained from).
+    # finished jobs -----------------------------------------------------------
+    # Every job of every kind writes one directory and marks it done the same way, so the
+    # checks below hold for IMP networks, stability copies and supermasks alike.
+    def mark_done(self, job_dir: Path, row: dict, inputs: Iterable[Path] = ()) -> None:
+        """Mark a job's directory complete: its done.json holds its row, the sha256 of every file now in
+        the directory and of each shared file in ``inputs`` (the run's files it was trained from).
 
-        A network job calls this; the driver alone writes results.csv (:meth:`rebuild_results`).
+        A job calls this; the driver alone writes results.csv (:meth:`rebuild_results`).
         """
-        net_dir = self.network_dir(seed, round_, variant)
-        files = {p.name: sha256_file(p) for p in sorted(net_dir.iterdir())
+        files = {p.name: sha256_file(p) for p in sorted(Path(job_dir).iterdir())
                  if p.is_file() and p.name != "done.json" and not p.name.startswith(".")}
         recorded = {self.relative(p): sha256_file(p) for p in inputs}
-        atomic_write_json(net_dir / "done.json", {**row, "files": files, "inputs": recorded})
+        atomic_write_json(Path(job_dir) / "done.json", {**row, "files": files, "inputs": recorded})
 
-    def finish_network(self, seed: int, round_: int, variant: str, row: dict, inputs: Iterable[Path] = ()) -> None:
-        """Mark a network complete and record its row in results.csv (for drivers that train in-process)."""
-        self.mark_done(seed, round_, variant, row, inputs)
-        self.rebuild_results()
+    @staticmethod
+    def is_done(job_dir: Path) -> bool:
+        return (Path(job_dir) / "done.json").exists()
 
-    def done_record(self, seed: int, round_: int, variant: str) -> dict | None:
-        """A finished network's done.json, or None when it is missing or unreadable."""
-        return _read_record(self.network_dir(seed, round_, variant) / "done.json")
+    @staticmethod
+    def done_record(job_dir: Path) -> dict | None:
+        """A finished job's done.json, or None when it is missing or unreadable."""
+        return _read_record(Path(job_dir) / "done.json")
 
-    def done_row(self, seed: int, round_: int, variant: str) -> dict:
-        """A finished network's results.csv row (from its done.json)."""
-        return _row_of(self.done_record(seed, round_, variant) or {})
+    def done_row(self, job_dir: Path) -> dict:
+        """A finished job's row (its done.json without the checksums)."""
+        return _row_of(self.done_record(job_dir) or {})
 
-    def damaged_files(self, seed: int, round_: int, variant: str) -> list[str]:
-        """What is wrong with a finished network's files (``["final.pt is missing"]``); empty when intact.
-
-        A done.json written before checksums were recorded has nothing to compare, so it counts as intact.
-        """
-        net_dir = self.network_dir(seed, round_, variant)
-        record = self.done_record(seed, round_, variant)
+    def damaged_files(self, job_dir: Path) -> list[str]:
+        """What is wrong with a finished job's files (``["final.pt is missing"]``); empty when intact."""
+        record = self.done_record(job_dir)
         if record is None:
             return ["done.json cannot be read"]
         return [f"{name} {problem}" for name, digest in record.get("files", {}).items()
-                if (problem := _file_problem(net_dir / name, digest))]
+                if (problem := _file_problem(Path(job_dir) / name, digest))]
 
-    def recorded_inputs(self, seed: int) -> dict[str, tuple[str, str]]:
-        """Shared file of a seed (relative to the run) -> (its sha256, the first network that recorded it)."""
+    def intact_row(self, job_dir: Path) -> tuple[dict | None, list[str]]:
+        """``(row, [])`` for a finished job whose files match their checksums; ``(None, problems)`` otherwise
+        (no problems when the job has not finished)."""
+        if not self.is_done(job_dir):
+            return None, []
+        problems = self.damaged_files(job_dir)
+        return (None, problems) if problems else (self.done_row(job_dir), [])
+
+    def done_files(self) -> list[Path]:
+        """The done.json of every finished job of the run, of every kind."""
+        return sorted(self.dir.rglob("done.json"))
+
+    def recorded_inputs(self) -> dict[str, tuple[str, str]]:
+        """Shared file (relative to the run) -> (its sha256, the first job that recorded it)."""
         recorded: dict[str, tuple[str, str]] = {}
-        for done in sorted(self.seed_dir(seed).glob("round_*/*/done.json")):
+        for done in self.done_files():
             for name, digest in (_read_record(done) or {}).get("inputs", {}).items():
                 recorded.setdefault(name, (digest, self.relative(done.parent)))
         return recorded
 
-    def damaged_inputs(self, seed: int) -> list[tuple[str, str]]:
-        """(file, problem) for each shared file of a seed that differs from what its finished networks recorded."""
+    def damaged_inputs(self) -> list[tuple[str, str]]:
+        """(file, problem) for each shared file that differs from what the finished jobs recorded."""
         problems = []
-        for name, (digest, user) in sorted(self.recorded_inputs(seed).items()):
+        for name, (digest, user) in sorted(self.recorded_inputs().items()):
             problem = _file_problem(self.dir / name, digest)
             if problem:
                 problems.append((name, f"{problem} (recorded when {user} was trained)"))

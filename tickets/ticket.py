@@ -62,18 +62,34 @@ class ControlContext:
     extra: dict = field(default_factory=dict)
 
 
-def initialize_(model: nn.Module, init: Callable, generator: torch.Generator) -> None:
+def initialize_(model: nn.Module, init: Callable, generator: torch.Generator, norm_init: str = "default") -> None:
     """Initialize ``model`` in place: ``init`` for every weight of ndim >= 2, zero biases.
 
-    Normalization parameters and buffers keep their defaults, so the result depends only on
-    the architecture, the initializer and the generator's seed.
+    ``norm_init`` (``model.norm_init``) sets the scale (gamma) of the normalization layers
+    (BatchNorm, InstanceNorm, GroupNorm, LayerNorm): ``default`` keeps the layer's own, 1;
+    ``uniform`` draws each from U[0, 1), as OpenLTH's ``batchnorm_init='uniform'`` does. The
+    scales are drawn from ``generator`` after every weight, so the weights are bit for bit those
+    that ``default`` gives. Shifts (beta) are biases: zero either way. Buffers (running
+    statistics) keep their defaults, so the result depends only on the architecture, the
+    initializers and the generator's seed.
     """
+    from tickets.config import NORM_INITS
+    from tickets.errors import TicketsError
+
+    if norm_init not in NORM_INITS:
+        raise TicketsError(f"unknown model.norm_init {norm_init!r}; use one of {', '.join(NORM_INITS)}")
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() >= 2:
                 init(p, name, generator)
             elif name.endswith("bias"):
                 p.zero_()
+        if norm_init == "uniform":
+            norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+            for module in model.modules():
+                scale = getattr(module, "weight", None) if isinstance(module, norms) else None
+                if isinstance(scale, torch.Tensor):
+                    scale.copy_(torch.rand(scale.shape, generator=generator, dtype=scale.dtype))
 
 
 def prunable_state(state: State, names: list[str]) -> State:

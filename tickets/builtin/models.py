@@ -127,17 +127,20 @@ class CifarResNet(nn.Module):
 
 
 # Conv widths per VGG depth; "M" is a 2x2 max-pool (Simonyan & Zisserman, configurations A, B, D, E).
+# As in OpenLTH's cifar_vgg (Frankle's code): four max-pools; the last group of convs is not
+# max-pooled but averaged (for 32x32 images a 2x2 map, OpenLTH's AvgPool2d(2)).
 VGG_LAYERS = {
-    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512],
 }
 
 
 class CifarVGG(nn.Module):
-    """VGG for CIFAR: 3x3 conv-BN-ReLU layers with max-pools in ``features``, global average
-    pooling and a single linear ``output`` layer (no large fully connected head).
+    """VGG for CIFAR: 3x3 conv-BN-ReLU layers with four max-pools in ``features``, global average
+    pooling of the last feature map (2x2 for 32x32 images, as OpenLTH's ``AvgPool2d(2)``) and a
+    single linear ``output`` layer (no large fully connected head).
 
     A max-pool is skipped once the feature map is 1x1, so small images (28x28) work too.
     """
@@ -191,7 +194,7 @@ def resnet20(num_classes, input_shape, width=1):
 
 
 def vgg(num_classes, input_shape, depth=16):
-    """VGG-11/13/16/19 for CIFAR (option depth, default 16), BatchNorm, global average pool."""
+    """VGG-11/13/16/19 for CIFAR (option depth, default 16), BatchNorm, 4 max-pools, global average pool."""
     return CifarVGG(num_classes, input_shape, depth=depth)
 
 

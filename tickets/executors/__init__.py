@@ -1,4 +1,8 @@
-"""Executors run network jobs: in this process, in local worker processes, or as Ray tasks.
+"""Executors run jobs of any kind: in this process, in local worker processes, or as Ray tasks.
+
+They know nothing about what a job trains (IMP, stability, supermasks): a job is an address
+with ``run(on_eval) -> dict``, and the driver (:func:`tickets.engine.graph.drive`) decides
+what runs when.
 
 Every executor offers the same small interface to the driver (:class:`Executor`): ``submit``
 a job, ``wait`` for finished ones, ``pending`` and ``capacity``. How a run is executed never
@@ -6,12 +10,12 @@ changes its results, so a run begun with one executor can be resumed with anothe
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from tickets.config import RunConfig
 from tickets.errors import TicketsError
+from tickets.machine import cpu_cores, gpu_count
 
 
 class Executor(Protocol):
@@ -30,23 +34,6 @@ class Executor(Protocol):
 
     def __exit__(self, *exc) -> None:
         """Stop every worker (also on Ctrl-C); finished networks stay finished."""
-
-
-def cpu_cores() -> int:
-    """Cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def gpu_count(accelerator: str) -> int:
-    """GPUs networks would train on with this accelerator (0 when training on the CPU)."""
-    if accelerator not in ("gpu", "cuda", "auto"):
-        return 0
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 @dataclass
@@ -94,11 +81,6 @@ class ExecutionPlan:
                 "gpus": self.gpus}
 
 
-def imp_parallelism(config: RunConfig) -> int:
-    """How many networks of an IMP run can train at once: every seed's ticket or one of its controls."""
-    return len(config.seeds) * (1 + len(config.prune.controls))
-
-
 def start_workers_early(config: RunConfig, max_parallel: int) -> None:
     """Spawn the local workers a run will use before the driver's own start-up, so the two overlap.
 
@@ -118,7 +100,7 @@ def make_executor(plan: ExecutionPlan, progress, label: Callable[[object], str])
     """The executor of a plan; connects to Ray or checks it is installed (TicketsError otherwise).
 
     A job is anything with ``run(on_eval) -> dict``, ``key`` and ``describe()`` (see
-    :class:`tickets.jobs.NetworkJob`); ``label(job)`` names it in ``progress``.
+    :mod:`tickets.engine.graph`); ``label(job)`` names it in ``progress``.
     """
 
     def on_eval(job, row: dict) -> None:

@@ -36,7 +36,7 @@ def _worker_main(conn, threads: int, env: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
-    import tickets.jobs  # noqa: F401 - the slow imports (Lightning), done while the driver prepares the run
+    import tickets.engine.netjob  # noqa: F401 - the slow imports (Lightning), done while the driver prepares the run
 
     torch.set_num_threads(threads)
     while True:

@@ -7,4 +7,4 @@ import signal
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-import tickets.jobs  # noqa: E402,F401 - torch and Lightning, imported once for every worker
+import tickets.engine.netjob  # noqa: E402,F401 - torch and Lightning, imported once for every worker

@@ -7,13 +7,83 @@ from pathlib import Path
 import pandas as pd
 
 from tickets.report.statistics import (
-    ALPHA, BETTER, METRIC, NO_DIFFERENCE, NOT_TESTED, SAME, TICKET, WORSE, runs_of, significant_run,
+    ALPHA, BETTER, MAX_SEEDS, MAX_WEIGHTS_REMAINING, METRIC, NOT_SIGNIFICANT, NOT_TESTED, POWER, SAME, TICKET, WORSE,
+    runs_of, significant_run,
 )
 from tickets.report.text import acc, pct
 
 
 def _listed(weights) -> str:
     return ", ".join(pct(w) for w in weights)
+
+
+def _points(difference: float, sign: bool = False) -> str:
+    """A difference of accuracies in percentage points: 0.01953 -> '1.95' (or '+1.95')."""
+    return f"{100 * difference:{'+' if sign else ''}.2f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}"
+
+
+def _seed_count(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _power_sentence(r: pd.Series, n_controls: int) -> str:
+    """How many seeds a study would need to detect the observed mean difference (a test that did not reject)."""
+    how = f"with {POWER:.0%} power (two-sided alpha {ALPHA}, one-sample t-test on per-seed means)"
+    given = f"given the observed standard deviation of the per-seed means ({_points(r['sd'])} points)"
+    if r["mean_diff"] == 0:
+        return f"The observed mean difference is 0, so no number of seeds would detect it {how}."
+    n = r["seeds_for_power"]
+    detect = f"Detecting a mean difference of {_points(r['mean_diff'], sign=True)} points {how}"
+    if math.isnan(n):
+        return f"{detect} would take more than {MAX_SEEDS:,} seeds, {given}."
+    n, have = int(n), int(r["n_seeds"])
+    tail = (f"this report has {have}" if n > have else
+            f"this report has {have}, and the test misses only after Holm's adjustment across the "
+            f"{n_controls} controls")
+    return f"{detect} would take {n:,} seeds, {given}; {tail}."
+
+
+def study_findings(rows: pd.DataFrame) -> list[str]:
+    """One sentence per control about the study-level test of one run (its rows of study.csv)."""
+    out = []
+    for _, r in rows.iterrows():
+        c, regime = r["control"], f"At or below {pct(r['max_weights_remaining'])} weights remaining"
+        if r["pairs"] == 0:
+            out.append(f"No round with both a ticket and {c} has {pct(r['max_weights_remaining'])} weights remaining "
+                       f"or fewer, so the study-level test has nothing to pool: train more rounds, or raise the "
+                       f"threshold (`report.max_weights_remaining`).")
+            continue
+        rounds = (f" ({r['n_rounds']} round{'s' if r['n_rounds'] != 1 else ''}, the sparsest at "
+                  f"{pct(r['min_weights_remaining'])})")
+        ahead = f"ticket ahead on {r['pairs_ahead']} of {r['pairs']} seed-rounds"
+        verdict, seeds = r["verdict"], _seed_count(int(r["n_seeds"]))
+        if verdict == SAME:
+            out.append(f"{regime}{rounds}, tickets and {c} score the same on every seed-round ({r['pairs']} pairs, "
+                       f"{seeds}): nothing to test.")
+            continue
+        if verdict == NOT_TESTED:
+            why = ("the study-level test needs at least 2 seeds, and with one there is no spread of per-seed means "
+                   "to say how many seeds a test would need" if r["n_seeds"] < 2 else
+                   "every seed shows the same mean difference, so the t-test is undefined, and with a standard "
+                   "deviation of 0 across seeds no seed count for a test can be derived")
+            out.append(f"{regime}{rounds}, the ticket minus {c} is {_points(r['mean_diff'], sign=True)} points "
+                       f"({seeds}; {ahead}), not tested: {why}.")
+            continue
+        stats_text = (f"95% CI of ticket − {c} {_points(r['ci_low'], sign=True)} to "
+                      f"{_points(r['ci_high'], sign=True)} points, p = {_p(r['p'])}, Holm {_p(r['p_holm'])}, {seeds}; "
+                      f"{ahead}")
+        if verdict == BETTER:
+            out.append(f"{regime}{rounds}, tickets beat {c} by {_points(r['mean_diff'])} points ({stats_text}).")
+        elif verdict == WORSE:
+            out.append(f"{regime}{rounds}, {c} beats tickets by {_points(-r['mean_diff'])} points ({stats_text}).")
+        else:
+            out.append(f"{regime}{rounds}, tickets and {c} differ by {_points(r['mean_diff'], sign=True)} points, "
+                       f"{NOT_SIGNIFICANT} ({stats_text}). {_power_sentence(r, len(rows))}")
+    return out
 
 
 def _control_findings(rows: pd.DataFrame, control: str) -> list[str]:
@@ -67,9 +137,10 @@ def _early_stop_vs(s: pd.DataFrame, control: str) -> list[str]:
             f"(median ratio of early-stop iterations {control}/ticket: {ratio:.2f}x)."]
 
 
-def findings(s: pd.DataFrame, c: pd.DataFrame) -> list[str]:
-    """Sentences about one run, computed from its summary ``s`` and comparison ``c``."""
-    out = []
+def findings(s: pd.DataFrame, c: pd.DataFrame, study: pd.DataFrame | None = None) -> list[str]:
+    """Sentences about one run, computed from its summary ``s``, comparison ``c`` and study rows
+    (the study-level test of each control comes first)."""
+    out = study_findings(study) if study is not None else []
     dense = s[(s["round"] == 0) & (s["variant"] == TICKET)]
     dense = dense.iloc[0] if len(dense) else None
     tickets = s[(s["variant"] == TICKET) & (s["round"] > 0)].dropna(subset=[f"{METRIC}_mean"])
@@ -133,22 +204,36 @@ def _table(s: pd.DataFrame, c: pd.DataFrame) -> list[str]:
     return lines
 
 
-METHOD = (
-    f"Accuracies are test accuracy at the early-stop iteration (minimum validation loss), as mean over seeds "
-    f"with a 95% confidence interval mean ± t(0.975, n−1)·s/√n. Each control is compared with the ticket of the "
-    f"same round and the same seed (same data order and, for most controls, the same mask) by a **two-sided "
-    f"paired t-test** over the seeds that have both networks (`scipy.stats.ttest_rel`; `p_paired`). The p-values "
-    f"of one control's rounds are adjusted for multiple comparisons with **Holm's step-down correction** "
-    f"(`p_paired_holm`), and the verdict is *{BETTER}* or *{WORSE}* (by the sign of the mean difference) when "
-    f"the adjusted p-value is below **alpha = {ALPHA}**, *{NO_DIFFERENCE}* otherwise. Degenerate rounds get no "
-    f"p-value: *{SAME}* when every pair scores the same, *{NOT_TESTED}* with fewer than 2 paired seeds or when "
-    f"every seed shows the same nonzero difference (the t statistic would divide by rounding error); they are "
-    f"left out of the Holm family. `diff` is the mean paired difference with its 95% paired confidence interval "
-    f"(per round, not adjusted: it can exclude 0 where the adjusted test does not reject). `p_welch` is Welch's "
-    f"unpaired t-test over all seeds of each side, for reference (none when both sides are constant). "
-    f"Networks whose training diverged are left out of every statistic. All numbers are in `summary.csv` and "
-    f"`comparison.csv`."
-)
+def method(max_weights_remaining: float) -> str:
+    """The Method section's text."""
+    return (
+        f"Accuracies are test accuracy at the early-stop iteration (minimum validation loss), as mean over seeds "
+        f"with a 95% confidence interval mean ± t(0.975, n−1)·s/√n. Each control is compared with the ticket of "
+        f"the same round and the same seed (same data order and, for most controls, the same mask).\n\n"
+        f"**Study-level test** (the first findings, `study.csv`): for each seed, the mean paired difference "
+        f"(ticket − control) over the rounds whose ticket has at most **{pct(max_weights_remaining)}** weights "
+        f"remaining (`max_weights_remaining`, config key `report.max_weights_remaining`); a **two-sided "
+        f"one-sample t-test** of those per-seed means against 0 (`scipy.stats.ttest_1samp`; `p`), its 95% "
+        f"confidence interval from the t distribution, and **Holm's step-down correction** across the controls "
+        f"of a run (`p_holm`). `pairs_ahead` of `pairs` counts the seed-rounds where the ticket scores higher. "
+        f"`seeds_for_power` is the fewest seeds at which such a test (two-sided alpha {ALPHA}) has "
+        f"{POWER:.0%} power for the observed mean difference, given the observed standard deviation of the "
+        f"per-seed means (power from the noncentral t distribution).\n\n"
+        f"**Per round** (`comparison.csv`): a **two-sided paired t-test** over the seeds that have both networks "
+        f"(`scipy.stats.ttest_rel`; `p_paired`). The p-values of one control's rounds are adjusted for multiple "
+        f"comparisons with **Holm's step-down correction** (`p_paired_holm`). With few seeds each round's test has "
+        f"few degrees of freedom, which is why the study-level test pools the sparse rounds.\n\n"
+        f"Verdicts (both tables) are *{BETTER}* or *{WORSE}* (by the sign of the mean difference) when the "
+        f"adjusted p-value is below **alpha = {ALPHA}**, *{NOT_SIGNIFICANT}* otherwise (not rejecting is not "
+        f"evidence of equality). Degenerate cases get no p-value: *{SAME}* when every pair scores the same, "
+        f"*{NOT_TESTED}* with fewer than 2 paired seeds or when every seed shows the same nonzero difference (the "
+        f"t statistic would divide by rounding error); they are left out of the Holm family. `diff` is the mean "
+        f"paired difference with its 95% paired confidence interval (per round, not adjusted: it can exclude 0 "
+        f"where the adjusted test does not reject). `p_welch` is Welch's unpaired t-test over all seeds of each "
+        f"side, for reference (none when both sides are constant). Networks whose training diverged are left out "
+        f"of every statistic. All numbers, at full precision, are in `summary.csv`, `comparison.csv` and "
+        f"`study.csv`."
+    )
 
 
 def _diverged_section(diverged: pd.DataFrame) -> list[str]:
@@ -163,18 +248,20 @@ def _diverged_section(diverged: pd.DataFrame) -> list[str]:
 
 
 def markdown(labels: list[str], run_dirs: list[Path], summary: pd.DataFrame, comparison: pd.DataFrame,
-             diverged: pd.DataFrame, plots: list[tuple[str, str]]) -> str:
-    """The text of report.md."""
+             diverged: pd.DataFrame, plots: list[tuple[str, str]], study: pd.DataFrame | None = None,
+             max_weights_remaining: float = MAX_WEIGHTS_REMAINING) -> str:
+    """The text of report.md (``study``: the rows of study.csv, whose findings come first)."""
     many = len(labels) > 1
     lines = [f"# Lottery-ticket report: {', '.join(labels) if not many else f'{len(labels)} runs'}", ""]
     lines += [f"- `{label}`: `{d}`" for label, d in zip(labels, run_dirs)] + [""]
     lines += ["## Findings", ""]
     comparisons = dict((k.get("run"), g) for k, g in runs_of(comparison))
+    studies = dict((k.get("run"), g) for k, g in runs_of(study)) if study is not None else {}
     for run_key, s in runs_of(summary):
         if many:
             lines += [f"### {run_key['run']}", ""]
         c = comparisons.get(run_key.get("run"), comparison.iloc[0:0])
-        lines += [f"- {sentence}" for sentence in findings(s, c)] + [""]
+        lines += [f"- {sentence}" for sentence in findings(s, c, studies.get(run_key.get("run")))] + [""]
     tickets = summary[summary["variant"] == TICKET].dropna(subset=[f"{METRIC}_mean"])
     if many and len(tickets):
         best = tickets.loc[tickets[f"{METRIC}_mean"].idxmax()]
@@ -182,7 +269,7 @@ def markdown(labels: list[str], run_dirs: list[Path], summary: pd.DataFrame, com
                   f"{acc(best[f'{METRIC}_mean'])} at {pct(best['weights_remaining'])} weights remaining.", ""]
     if len(diverged):
         lines += _diverged_section(diverged)
-    lines += ["## Method", "", METHOD, ""]
+    lines += ["## Method", "", method(max_weights_remaining), ""]
     lines += ["## Plots", ""] + [f"![{title}]({name})\n" for name, title in plots]
     lines += ["## Test accuracy at early stop by round", "",
               "Mean over seeds ± the 95% CI half-width in percentage points; each control with its verdict.", ""]

@@ -1,16 +1,15 @@
 """The jobs of an instability analysis, runnable by any executor (this process, workers, Ray).
 
-Two kinds, each reading its inputs from the run directory and writing only its own files:
-
 - :class:`TrajectoryJob` trains a seed's dense network from theta_0 to the largest rewind point
   k the analysis lacks, and saves theta_k for each of them (``stability/seed_<s>/rewind_<k>.pt``).
-- :class:`CopyJob` trains one copy of one network (seed, round, variant) from theta_k to the end
-  of training with the copy's own data order and augmentation draws, into
-  ``stability/seed_<s>/round_<r>/<variant>/k_<k>/copy_<i>/`` (metrics.csv, final.pt, done.json).
+  Its files are shared inputs: the copies that train from them record their checksums.
+- :class:`CopyJob` (a network job, see :mod:`tickets.engine.netjob`) trains one copy of one
+  network (seed, round, variant) from theta_k to the end of training with the copy's own data
+  order and augmentation draws, into ``stability/seed_<s>/round_<r>/<variant>/k_<k>/copy_<i>/``
+  (metrics.csv, final.pt, done.json with checksums).
 
-Seeds, rounds, variants, rewind points and copies are independent once theta_k exists, so the
-copies of a whole analysis can train at once. Both jobs keep a mid-network checkpoint while they
-train, so a killed job resumes where it stopped.
+Seeds, rounds, variants, rewind points and copies are independent once theta_k exists. Both
+jobs keep a mid-network checkpoint while they train, so a killed job resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -22,14 +21,13 @@ from typing import Callable
 import torch
 
 from tickets.checkpoint import Checkpoint
-from tickets.components import RunContext, stable_seed
-from tickets.jobs import fresh_state, load_context, train_in
+from tickets.components import RunContext, fresh_state, stable_seed
+from tickets.engine.contexts import Overrides, load_context
+from tickets.engine.netjob import Network, NetworkJob, load_input, train_in
 from tickets.masks import Mask, prunable_names
-from tickets.store import atomic_torch_save, atomic_write_json, read_json, write_csv_rows
+from tickets.store import atomic_torch_save
 from tickets.ticket import ControlContext, Ticket
-from tickets.training import METRIC_COLUMNS
-
-Overrides = tuple[tuple[str, object], ...]  # dotted config keys the analysis changes (accelerator, devices)
+from tickets.training import TrainOutcome
 
 
 def stability_dir(run_dir: str | Path) -> Path:
@@ -62,6 +60,10 @@ class TrajectoryJob:
     def describe(self) -> str:
         return f"seed {self.seed} dense trajectory to iteration {max(self.ks)}"
 
+    def finished(self) -> tuple[dict | None, list[str]]:
+        missing = [k for k in self.ks if not rewind_path(self.run_dir, self.seed, k).exists()]
+        return (None, []) if missing else ({"seed": self.seed, "ks": list(self.ks)}, [])
+
     def run(self, on_eval: Callable[[dict], None] | None = None) -> dict:
         """Train the trajectory (resuming from its checkpoint); returns ``{"seed", "ks"}``."""
         context = load_context(self.run_dir, self.overrides)
@@ -71,9 +73,10 @@ class TrajectoryJob:
             theta0 = context.store.load(context.store.seed_dir(self.seed) / "init.pt")
             trajectory = stability_dir(self.run_dir) / f"seed_{self.seed}" / "trajectory"
             # the dense network's own trajectory: the seed, batches and schedule `tickets prune` trains it with
-            outcome = train_in(context, model, Ticket(Mask.ones_for(model), theta0, 0), trajectory,
-                               self.describe(), data_seed=self.seed, torch_seed=stable_seed(self.seed, 0, "ticket"),
-                               capture_at=missing, end_iteration=max(missing), on_eval=on_eval)
+            network = Network(Ticket(Mask.ones_for(model), theta0, 0), data_seed=self.seed,
+                              torch_seed=stable_seed(self.seed, 0, "ticket"), capture_at=tuple(missing),
+                              end_iteration=max(missing))
+            outcome = train_in(context, model, network, trajectory, self.describe(), on_eval=on_eval)
             for k in missing:
                 atomic_torch_save(outcome.captured[k], rewind_path(self.run_dir, self.seed, k))
             Checkpoint(trajectory).remove()
@@ -81,7 +84,7 @@ class TrajectoryJob:
 
 
 @dataclass(frozen=True)
-class CopyJob:
+class CopyJob(NetworkJob):
     """Train copy ``copy`` of network (seed, round, variant) from theta_k (read from ``theta_k``) to the end."""
 
     run_dir: str
@@ -109,41 +112,31 @@ class CopyJob:
     def describe(self) -> str:
         return f"seed {self.seed} round {self.round} {self.variant} k={self.k} copy {self.copy}"
 
-    def run(self, on_eval: Callable[[dict], None] | None = None) -> dict:
-        """Train the copy unless it is done; return its done.json row."""
-        if (self.dir / "done.json").exists():
-            return read_json(self.dir / "done.json")
-        context = load_context(self.run_dir, self.overrides)
-        model = context.new_model()
-        ticket = self._network(context, model)
-        outcome = train_in(context, model, ticket, self.dir, self.describe(),
-                           data_seed=stable_seed(self.seed, "stability copy", self.copy),
-                           torch_seed=stable_seed(*self.group, "copy", self.copy), on_eval=on_eval)
-        write_csv_rows(self.dir / "metrics.csv", METRIC_COLUMNS, outcome.metrics)
-        atomic_torch_save(outcome.final_state, self.dir / "final.pt")
-        Checkpoint(self.dir).remove()
-        row = {"seed": self.seed, "round": self.round, "variant": self.variant, "k": self.k, "copy": self.copy,
-               "weights_remaining": round(ticket.mask.density(), 6), **outcome.fields,
-               "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3),
-               "status": outcome.status, "diverged_at": outcome.diverged_at}
-        atomic_write_json(self.dir / "done.json", row)
-        return row
-
-    def _network(self, context: RunContext, model) -> Ticket:
+    def network(self, context: RunContext, model) -> Network:
         """The ticket at k (the dense net in round 0), or the control derived from it as `tickets prune` does."""
         store = context.store
-        theta0 = store.load(store.seed_dir(self.seed) / "init.pt")
-        theta_k = store.load(Path(self.theta_k))
+        init_path, mask_path = store.seed_dir(self.seed) / "init.pt", store.round_dir(self.seed, self.round) / "mask.pt"
+        theta_k = load_input(context, Path(self.theta_k))
+        inputs = [init_path, Path(self.theta_k)] + ([mask_path] if self.round > 0 else [])
         if self.round == 0:
-            return Ticket(Mask.ones_for(model), theta_k, self.k)
-        ticket = Ticket(Mask(store.load(store.round_dir(self.seed, self.round) / "mask.pt")), theta_k, self.k)
-        if self.variant == "ticket":
-            return ticket
-        from tickets.plugins import registry
+            ticket = Ticket(Mask.ones_for(model), theta_k, self.k)
+        else:
+            ticket = Ticket(Mask(load_input(context, mask_path)), theta_k, self.k)
+        if self.round > 0 and self.variant != "ticket":
+            from tickets.plugins import registry
 
-        control = registry().get("controls", self.variant)
-        ctx = ControlContext(
-            seed=self.seed, round=self.round,
-            generator=torch.Generator().manual_seed(stable_seed(self.seed, self.round, self.variant)),
-            init=theta0, rewind=theta_k, prunable=prunable_names(model), initialize=partial(fresh_state, context))
-        return control(ticket, ctx)
+            control = registry().get("controls", self.variant)
+            ctx = ControlContext(
+                seed=self.seed, round=self.round,
+                generator=torch.Generator().manual_seed(stable_seed(self.seed, self.round, self.variant)),
+                init=load_input(context, init_path), rewind=theta_k, prunable=prunable_names(model),
+                initialize=partial(fresh_state, context))
+            ticket = control(ticket, ctx)
+        return Network(ticket, data_seed=stable_seed(self.seed, "stability copy", self.copy),
+                       torch_seed=stable_seed(*self.group, "copy", self.copy), inputs=inputs)
+
+    def finish(self, context: RunContext, model, network: Network, outcome: TrainOutcome) -> dict:
+        return {"seed": self.seed, "round": self.round, "variant": self.variant, "k": self.k, "copy": self.copy,
+                "weights_remaining": round(network.ticket.mask.density(), 6), **outcome.fields,
+                "iterations": outcome.iterations, "train_seconds": round(outcome.seconds, 3),
+                "status": outcome.status, "diverged_at": outcome.diverged_at}

@@ -14,6 +14,8 @@ import socket
 
 import torch
 
+from tickets.machine import cpu_cores
+
 
 def device_count(devices) -> int:
     """How many devices a ``train.devices`` value asks for (``auto`` counts as one)."""
@@ -48,8 +50,6 @@ def _rank_main(local_rank: int, world: int, port: int, threads: int, target, arg
 
 def run_distributed(world: int, target, *args) -> None:
     """Run ``target(*args)`` in ``world`` spawned processes that form one DDP group."""
-    from tickets.executors import cpu_cores
-
     threads = max(1, cpu_cores() // world)
     torch.multiprocessing.start_processes(_rank_main, args=(world, _free_port(), threads, target, args),
                                           nprocs=world, start_method="spawn", join=True)

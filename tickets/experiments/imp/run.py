@@ -1,0 +1,66 @@
+"""Running IMP: ``tickets prune`` and ``train`` (a new or resumed run), ``tickets compare`` (controls added)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tickets import config as config_mod
+from tickets.components import RunContext
+from tickets.config import RunConfig
+from tickets.engine.contexts import remember_context
+from tickets.engine.graph import drive
+from tickets.engine.lifecycle import check_environment, check_inputs, load_run_config, open_run, session
+from tickets.executors import ExecutionPlan, make_executor
+from tickets.experiments.imp.graph import ImpGraph
+from tickets.progress import Progress
+from tickets.registry import Registry
+from tickets.store import RunStore
+
+
+def imp_parallelism(config: RunConfig) -> int:
+    """How many networks of an IMP run can train at once: every seed's ticket or one of its controls."""
+    return len(config.seeds) * (1 + len(config.prune.controls))
+
+
+def run_imp(config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
+            quiet: bool = False, saved_tickets_only: bool = False) -> RunStore:
+    """Run (or resume) iterative magnitude pruning with controls for every seed of ``config``.
+
+    Everything that can fail on bad input fails before anything is written (TicketsError).
+    """
+    name = config.name or config_mod.default_name(config, verb)
+    context = RunContext.create(config, registry, RunStore(Path(out_root), name))
+    check_environment(config)
+    store = open_run(config, Path(out_root), verb)
+    graph = ImpGraph(context, saved_tickets_only)
+    progress = Progress(graph.expected(), quiet=quiet)
+    plan = ExecutionPlan.for_run(config, max_parallel=imp_parallelism(config))
+    check_inputs(store)
+    executor = make_executor(plan, progress, graph.label)  # fails before anything is written
+    sched = context.schedule
+    with session(store, config, verb, components=context.provenance, iterations=sched.total,
+                 rewind_iteration=sched.rewind, iterations_per_epoch=sched.per_epoch,
+                 expected_networks=progress.total, execution=plan.describe()), progress:
+        remember_context(context)
+        graph.prepare()
+        with executor:
+            drive(graph, executor, progress)
+    return store
+
+
+def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,
+                devices=None, loggers: list[str] | None = None, quiet: bool = False,
+                execution: dict | None = None) -> RunStore:
+    """Train the controls a run lacks for its saved tickets (e.g. on a GPU box); tickets are not retrained."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    config.prune.controls = list(dict.fromkeys([*config.prune.controls, *controls]))
+    if accelerator is not None:
+        config.train.accelerator = accelerator
+    if devices is not None:
+        config.train.devices = devices
+    if loggers is not None:
+        config.train.loggers = loggers
+    for key, value in (execution or {}).items():
+        setattr(config.execution, key, value)
+    config_mod.validate(config)
+    return run_imp(config, run_dir.parent, registry, quiet=quiet, saved_tickets_only=True)

@@ -1,0 +1,136 @@
+"""An instability analysis as a graph: per seed, the dense trajectory (theta_k) unblocks the copies,
+and the two copies of a network unblock the evaluation of the path between them (done by the driver).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tickets.components import RunContext
+from tickets.engine.contexts import Overrides
+from tickets.engine.graph import Graph
+from tickets.experiments.stability.jobs import CopyJob, TrajectoryJob, network_dir, rewind_path
+from tickets.experiments.stability.paths import COPIES, Settings, instability, path_errors, point_columns
+from tickets.store import atomic_write_json, read_json
+from tickets.training import make_trainer
+
+
+class StabilityGraph(Graph):
+    """Every (seed, round, variant, k) the settings name, two copies each."""
+
+    def __init__(self, context: RunContext, settings: Settings, existing_run: bool, overrides: Overrides = ()):
+        self.context, self.settings, self.existing_run, self.overrides = context, settings, existing_run, overrides
+        self.store = context.store
+        self.run_dir = str(self.store.dir.resolve())
+        self._finals: dict[tuple, dict[int, Path]] = {}
+
+    def expected(self) -> int:
+        s = self.settings
+        variants = sum(1 if r == 0 else 1 + len(s.controls) for r in s.rounds)
+        return len(s.seeds) * variants * len(s.ks) * COPIES
+
+    def prepare(self) -> None:
+        for seed in self.settings.seeds:
+            self.context.initial_state(seed)  # theta_0: the run's init.pt, or drawn as `tickets prune` draws it
+
+    def roots(self):
+        """Per seed: the trajectory to the rewind points it lacks, or (all there) its copies."""
+        jobs = []
+        for seed in self.settings.seeds:
+            thetas = self._theta_files(seed)
+            missing = tuple(k for k in self.settings.ks if k not in thetas)
+            jobs += [TrajectoryJob(self.run_dir, seed, missing, self.overrides)] if missing else self._copies(seed)
+        return jobs
+
+    def _copies(self, seed: int) -> list[CopyJob]:
+        thetas = self._theta_files(seed)
+        return [CopyJob(self.run_dir, *group, i, thetas[group[3]], self.overrides)
+                for group in self._groups(seed) for i in range(COPIES)]
+
+    def counts(self, job) -> bool:
+        return isinstance(job, CopyJob)
+
+    def priority(self, job) -> tuple:
+        if isinstance(job, TrajectoryJob):
+            return (0, job.seed)
+        return (1, job.seed, job.round, job.variant != "ticket", job.variant, job.k, job.copy)
+
+    def label(self, job) -> str:
+        if isinstance(job, TrajectoryJob):
+            return f"seed {job.seed} | dense trajectory to iteration {max(job.ks)}"
+        return f"seed {job.seed} | round {job.round} | {job.variant} | k={job.k} | copy {job.copy}"
+
+    def end_iteration(self, job) -> int:
+        return max(job.ks) if isinstance(job, TrajectoryJob) else self.context.schedule.total
+
+    def after(self, job, row: dict) -> list:
+        if isinstance(job, TrajectoryJob):
+            return self._copies(job.seed)
+        self._copy_trained(job)
+        return []
+
+    def record(self, job, row: dict) -> None:
+        if isinstance(job, CopyJob) and row.get("diverged_at") is not None:
+            self.progress.warn(f"{self.label(job)} diverged at iteration {row['diverged_at']}: its "
+                               "path errors are those of non-finite weights; a lower --lr may help")
+
+    # the analysed networks -----------------------------------------------------------
+    def _groups(self, seed: int) -> list[tuple]:
+        """(seed, round, variant, k) of every network the analysis covers for ``seed``."""
+        groups = []
+        for round_ in self.settings.rounds:
+            variants = ["ticket", *(self.settings.controls if round_ > 0 else [])]
+            groups += [(seed, round_, variant, k) for variant in variants for k in self.settings.ks]
+        return groups
+
+    def _theta_files(self, seed: int) -> dict[int, str]:
+        """The file of theta_k for every k that has one: init.pt, the run's rewind.pt, or a saved trajectory point."""
+        files = {0: str(self.store.seed_dir(seed) / "init.pt")}
+        run_rewind = self.store.seed_dir(seed) / "rewind.pt"
+        for k in self.settings.ks:
+            if k == 0:
+                continue
+            if self.existing_run and k == self.context.schedule.rewind and run_rewind.exists():
+                files[k] = str(run_rewind)
+            elif rewind_path(self.run_dir, seed, k).exists():
+                files[k] = str(rewind_path(self.run_dir, seed, k))
+        return files
+
+    def _path_is_current(self, group: tuple) -> bool:
+        path_file = network_dir(self.run_dir, *group) / "path.json"
+        if not path_file.exists():
+            return False
+        saved = read_json(path_file)
+        return saved["points"] == self.settings.points and saved["reset_bn"] == self.settings.reset_bn
+
+    def _copy_trained(self, job: CopyJob) -> None:
+        """Note a trained copy; once both copies of its network are, evaluate the path between them."""
+        finals = self._finals.setdefault(job.group, {})
+        finals[job.copy] = job.dir / "final.pt"
+        if len(finals) < COPIES:
+            return
+        del self._finals[job.group]
+        if self._path_is_current(job.group):
+            return
+        seed, round_, variant, k = job.group
+        errors = self._path_errors(self.context.new_model(), [self.store.load(finals[i]) for i in range(COPIES)])
+        errors = [round(e, 6) for e in errors]  # accuracies are float32: 6 digits are all they hold
+        done = read_json(job.dir / "done.json")
+        row = {"seed": seed, "round": round_, "variant": variant, "weights_remaining": done["weights_remaining"],
+               "k": k, "instability": round(instability(errors), 6), "err_start": errors[0], "err_end": errors[-1],
+               **dict(zip(point_columns(self.settings.points), errors))}
+        atomic_write_json(network_dir(self.run_dir, *job.group) / "path.json",
+                          {"points": self.settings.points, "reset_bn": self.settings.reset_bn, "row": row})
+
+    def _path_errors(self, model, finals: list) -> list[float]:
+        t = self.context.config.train
+        device = make_trainer(t.accelerator, t.devices, t.precision).strategy.root_device
+        splits = self.context.splits.to(device)
+        model.to(device)
+        reset = None
+        if self.settings.reset_bn:
+            size = t.batch_size
+            reset = [splits.train_x[i:i + size] for i in range(0, splits.train_x.shape[0], size)]
+        try:
+            return path_errors(model, finals[0], finals[1], self.settings.points, splits.test_x, splits.test_y, reset)
+        finally:
+            model.cpu().train()

@@ -1,0 +1,38 @@
+"""The report of any runs: the results tables and findings (:func:`write_report`), then one section per
+experiment kind that a run holds (today: the instability analysis under ``RUN/stability/``).
+
+A run made by ``tickets stability`` of a config has no results.csv: its report is the
+instability section alone.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tickets.experiments.stability.section import report_section as stability_section
+from tickets.store import atomic_write_text, read_csv_rows
+
+# Each experiment kind's section: (run directory, the report's folder) -> markdown lines (none when absent).
+SECTIONS = (stability_section,)
+
+
+def has_results(run_dir: Path) -> bool:
+    return bool(read_csv_rows(Path(run_dir) / "results.csv"))
+
+
+def write_run_report(run_dirs: list[Path], out_dir: Path | None = None, **options) -> Path:
+    """report.md (and the CSVs and plots) for ``run_dirs``; returns the report's path."""
+    from tickets.report import write_report
+
+    run_dirs = [Path(d) for d in run_dirs]
+    if any(has_results(d) for d in run_dirs) or not run_dirs:
+        report_md = write_report(run_dirs, out_dir, **options) / "report.md"
+        text = report_md.read_text()
+    else:
+        report_md = (Path(out_dir) if out_dir else run_dirs[0] / "report") / "report.md"
+        text = f"# Report: {', '.join(d.name for d in run_dirs)}\n"
+    lines = [line for run_dir in run_dirs for section in SECTIONS for line in section(run_dir, report_md.parent)]
+    if lines:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    report_md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(report_md, text)
+    return report_md
