@@ -24,13 +24,15 @@ def write_run_report(run_dirs: list[Path], out_dir: Path | None = None, **option
     from tickets.report import write_report
 
     run_dirs = [Path(d) for d in run_dirs]
-    if any(has_results(d) for d in run_dirs) or not run_dirs:
-        report_md = write_report(run_dirs, out_dir, **options) / "report.md"
+    out = Path(out_dir) if out_dir else (run_dirs[0] / "report" if run_dirs else None)
+    lines = [line for run_dir in run_dirs for section in SECTIONS for line in section(run_dir, out or Path("."))]
+    if any(has_results(d) for d in run_dirs) or not lines:
+        report_md = write_report(run_dirs, out_dir, **options) / "report.md"  # no results: its error says so
+        lines = [line for run_dir in run_dirs for section in SECTIONS for line in section(run_dir, report_md.parent)]
         text = report_md.read_text()
     else:
-        report_md = (Path(out_dir) if out_dir else run_dirs[0] / "report") / "report.md"
+        report_md = out / "report.md"
         text = f"# Report: {', '.join(d.name for d in run_dirs)}\n"
-    lines = [line for run_dir in run_dirs for section in SECTIONS for line in section(run_dir, report_md.parent)]
     if lines:
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
     report_md.parent.mkdir(parents=True, exist_ok=True)
