@@ -20,15 +20,15 @@ import time
 
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.loggers import TensorBoardLogger  # after tickets, which undoes one of Lightning's settings
 
 from tickets.builtin.optimizers import adam
-from tickets.config import build_config
 from tickets.components import load_splits
+from tickets.config import build_config
 from tickets.masks import Mask
 from tickets.plugins import registry
 from tickets.ticket import Ticket, clone_state, initialize_
 from tickets.training import BatchStream, MaskedTraining, iterations_per_epoch, train_network
-from pytorch_lightning.loggers import TensorBoardLogger  # after tickets, which undoes one of Lightning's settings
 
 
 def plain_loop(model, mask, state, splits, iterations, batch_size):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import load, run_cli
+
 from tickets.builtin.augmentations import crop
 from tickets.checkpoint import DEFAULT_SECONDS, Checkpoint
-from tickets.config import build_config
 from tickets.components import load_splits
+from tickets.config import build_config
 from tickets.masks import Mask
 from tickets.plugins import registry
 from tickets.store import torch_load

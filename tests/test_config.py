@@ -1,12 +1,19 @@
 """Config: defaults, shipped YAML files, flag and --set overrides, run names."""
 import pytest
 
-from tickets.config import CONFIG_DIR, build_config, config_defaults, default_name, fingerprint, parse_rewind
-from tickets.errors import TicketsError
-from tickets.plugins import registry
-from tickets.config import check_names
 from tickets.augment import configured_transforms
 from tickets.components import make_schedule
+from tickets.config import (
+    CONFIG_DIR,
+    build_config,
+    check_names,
+    config_defaults,
+    default_name,
+    fingerprint,
+    parse_rewind,
+)
+from tickets.errors import TicketsError
+from tickets.plugins import registry
 from tickets.schedules import lr_factor
 
 

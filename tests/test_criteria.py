@@ -1,9 +1,9 @@
 """Zhou et al.'s mask criteria: each formula on a hand-built context, and the supermask effect of large_final_same_sign."""
 import pytest
 import torch
+from conftest import load, masked_accuracy, read_results
 from torch import nn
 
-from conftest import load, masked_accuracy, read_results
 from tickets.builtin import criteria
 from tickets.config import build_config
 from tickets.experiments.imp import run_imp

@@ -4,8 +4,7 @@ import json
 import shutil
 
 import pytest
-
-from conftest import prune_tiny, read_results, run_cli, snapshot, TINY
+from conftest import TINY, prune_tiny, read_results, run_cli, snapshot
 
 ARGS = ["--rounds", "2", "--controls", "reinit,random_prune"]
 

@@ -3,10 +3,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from conftest import TINY, read_results, run_cli
 
-from conftest import read_results, run_cli, TINY
-from tickets.config import build_config
 from tickets.components import load_splits
+from tickets.config import build_config
 from tickets.masks import Mask
 from tickets.plugins import registry
 from tickets.ticket import Ticket, clone_state, initialize_

@@ -3,8 +3,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import prune_tiny, run_cli, snapshot, TINY
+from conftest import TINY, prune_tiny, run_cli, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import read_results, run_cli
 
 # Two seeds, one round, one control: 6 networks, up to 4 of them ready at once.
@@ -167,8 +166,7 @@ def test_ctrl_c_stops_every_worker_and_the_run_resumes(serial_run, tmp_path):
 
 
 def test_workers_started_early_are_the_ones_the_run_uses():
-    from tickets.executors import ExecutionPlan
-    from tickets.executors import local
+    from tickets.executors import ExecutionPlan, local
 
     plan = ExecutionPlan("local", 1, 1, 0, 1, None, 1.0, None)
     local.start_early(plan)
@@ -199,8 +197,7 @@ class EnvironmentJob:
 def test_forked_workers_see_the_drivers_environment_not_the_fork_servers(monkeypatch):
     # The fork server starts once per driver process; a run started later in the same process
     # (a notebook, a sweep script) must see the environment of that moment, as a spawned worker would.
-    from tickets.executors import ExecutionPlan
-    from tickets.executors import local
+    from tickets.executors import ExecutionPlan, local
 
     plan = ExecutionPlan("local", 1, 1, 0, 1, None, 1.0, None)
     monkeypatch.setenv("TICKETS_TEST_SETTING", "when the server started")

@@ -5,8 +5,7 @@ import sys
 
 import pytest
 import yaml
-
-from conftest import prune_tiny, run_cli, snapshot, TINY
+from conftest import TINY, prune_tiny, run_cli, snapshot
 
 NETWORKS = ("seed_0/round_0/ticket", "seed_0/round_1/ticket", "seed_0/round_1/reinit")
 CURVES = {"train_loss": "train/loss", "val_loss": "val/loss", "val_acc": "val/acc", "test_loss": "test/loss",

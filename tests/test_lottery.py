@@ -3,11 +3,11 @@ import math
 
 import pytest
 import torch
-
 from conftest import load, masked_accuracy, prune_tiny, read_results
+
+from tickets.components import load_splits
 from tickets.config import build_config
 from tickets.data import make_splits
-from tickets.components import load_splits
 from tickets.masks import Mask, pruned_count
 from tickets.plugins import registry
 from tickets.ticket import Ticket

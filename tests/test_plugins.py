@@ -9,10 +9,10 @@ import json
 import re
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from click.testing import CliRunner
 

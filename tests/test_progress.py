@@ -1,9 +1,9 @@
 """Progress: plain lines when the output is not a terminal, a live display on one, and the estimated time left."""
 import io
 
+from conftest import TINY, run_cli
 from rich.console import Console
 
-from conftest import run_cli, TINY
 from tickets.progress import Progress, duration
 
 

@@ -16,8 +16,17 @@ import yaml
 from matplotlib.image import imread
 
 from tickets.errors import TicketsError
-from tickets.report import compare, holm, load_results, mean_ci, paired_test, run_labels, summarize, welch_test, \
-    write_report
+from tickets.report import (
+    compare,
+    holm,
+    load_results,
+    mean_ci,
+    paired_test,
+    run_labels,
+    summarize,
+    welch_test,
+    write_report,
+)
 from tickets.report.statistics import is_constant, verdict
 
 COLUMNS = ["run", "seed", "round", "variant", "criterion", "weights_remaining", "params_remaining", "acc_at_init",
@@ -289,9 +298,8 @@ def test_controls_pair_with_the_ticket_of_the_same_seed():
 
 
 def test_real_three_seed_run_matches_direct_scipy_calls(tmp_path):
-    from scipy import stats
-
     from conftest import prune_tiny
+    from scipy import stats
 
     run = prune_tiny(tmp_path, "three", "--seeds", "0,1,2", "--rounds", "2", "--controls", "reinit")
     results = pd.read_csv(run / "results.csv")

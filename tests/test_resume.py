@@ -2,8 +2,8 @@
 import os
 
 import pytest
+from conftest import TINY, prune_tiny, read_results, run_cli
 
-from conftest import prune_tiny, read_results, run_cli, TINY
 from tickets.engine import netjob as jobs
 
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import load, prune_tiny, run_cli
+
 from tickets.plugins import registry
 
 

@@ -5,11 +5,11 @@ import os
 
 import pytest
 import torch
+from conftest import load, prune_tiny, run_cli
 from torch import nn
 
-from conftest import load, prune_tiny, run_cli
-from tickets.store import read_json
 from tickets.experiments.stability import instability, interpolate, path_errors, reset_batchnorm
+from tickets.store import read_json
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 STEPS = ["--set", "train.iterations=12", "--set", "train.eval_every=6", "--quiet"]

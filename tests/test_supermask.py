@@ -3,15 +3,15 @@ method defaults, errors."""
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import load, read_results, run_cli
+
 from tickets.builtin.models import lenet_300_100
+from tickets.components import load_splits
 from tickets.config import build_config
 from tickets.errors import TicketsError
-from tickets.components import load_splits
+from tickets.experiments.supermask import SupermaskWeight, keep_count, method_defaults
 from tickets.plugins import registry
 from tickets.store import RESULT_COLUMNS, read_csv_rows, read_json
-from tickets.experiments.supermask import SupermaskWeight, keep_count, method_defaults
 
 LAYERS = {"fc1.weight": 784 * 300, "fc2.weight": 300 * 100, "output.weight": 100 * 10}
 TINY = ["--epochs", "2", "--set", "train.eval_every=20", "--quiet"]  # about a second per network

@@ -5,25 +5,10 @@ The public face: the commands as functions (:func:`prune`, :func:`train`, :func:
 :class:`Run` they return, :class:`TicketsError` for bad input, and :data:`hookimpl`, the marker
 third-party plugins put on their hook implementations. See :mod:`tickets.api`.
 """
-import os
-
-# Intel MKL's strict conditional numerical reproducibility: matrix products give the same bits
-# whatever the number of threads, so a network's result does not depend on how many workers
-# share the machine. Set before torch loads MKL; a user's own setting wins.
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-
-# Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 when it is imported (see tickets.training.lightning);
-# remember whether the user had set it, so that tickets can undo Lightning's setting only.
-NVML_CHECK_SET_BY_USER = "PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ
-
-import pluggy  # noqa: E402
-
-from tickets.errors import TicketsError  # noqa: E402
-
-__version__ = "0.1.0"
-
-PROJECT_NAME = "tickets"
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+from tickets import _startup  # noqa: F401 - before anything imports torch (MKL_CBWR, see there)
+from tickets._startup import NVML_CHECK_SET_BY_USER  # noqa: F401
+from tickets.errors import TicketsError
+from tickets.meta import PROJECT_NAME, __version__, hookimpl
 
 # (`report` stays tickets.api.report and Run.report: tickets.report is the report package.)
 _API = ("prune", "train", "compare", "stability", "supermask", "check", "load_run", "Run")

@@ -13,15 +13,14 @@ from functools import partial
 import torch
 
 from tickets import config as config_mod
-from tickets.config import RunConfig
-from tickets.data import Splits, make_splits
-from tickets.errors import TicketsError
 from tickets.augment import configured_transforms
+from tickets.config import RunConfig
+from tickets.data import Splits, iterations_per_epoch, make_splits
+from tickets.errors import TicketsError
 from tickets.registry import Registry
 from tickets.schedules import LrFactor, lr_factor
 from tickets.store import RunStore, atomic_torch_save
 from tickets.ticket import clone_state, initialize_
-from tickets.data import iterations_per_epoch
 
 
 def stable_seed(*parts) -> int:

@@ -12,7 +12,7 @@ components are registered through exactly these hooks (see ``tickets/builtin/``)
 """
 import pluggy
 
-from tickets import PROJECT_NAME
+from tickets.meta import PROJECT_NAME
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 

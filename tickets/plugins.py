@@ -30,8 +30,9 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from tickets import PROJECT_NAME, __version__, hookspecs
+from tickets import hookspecs
 from tickets.errors import TicketsError
+from tickets.meta import PROJECT_NAME, __version__
 from tickets.registry import KINDS, SINGULAR, Provider, Registry, description_of
 
 BUILTIN_MODULES = tuple(f"tickets.builtin.{kind}" for kind in KINDS)

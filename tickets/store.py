@@ -368,10 +368,10 @@ def environment_versions() -> dict:
     """Versions of the software a run used."""
     import pytorch_lightning
 
-    import tickets
+    from tickets.meta import __version__
 
     return {
-        "tickets": tickets.__version__,
+        "tickets": __version__,
         "torch": torch.__version__,
         "pytorch_lightning": pytorch_lightning.__version__,
         "python": platform.python_version(),

@@ -6,7 +6,7 @@ with a few tensor operations for the whole batch (no per-sample Python).
 import torch
 import torch.nn.functional as F
 
-from tickets import hookimpl
+from tickets.meta import hookimpl
 
 
 def flip(x, generator):

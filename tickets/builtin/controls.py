@@ -8,7 +8,7 @@ and normalization parameters stay as in the ticket. None modifies the ticket it 
 """
 import torch
 
-from tickets import hookimpl
+from tickets.meta import hookimpl
 
 
 def _with_weights(ticket, ctx, make):

@@ -18,7 +18,7 @@ The definitions are Zhou et al.'s (2019, figure 2 and their released code):
 """
 import torch
 
-from tickets import hookimpl
+from tickets.meta import hookimpl
 
 
 def large_final(ctx):

@@ -14,9 +14,9 @@ from importlib import resources
 import numpy as np
 import torch
 
-from tickets import hookimpl
 from tickets.data import TensorData
 from tickets.errors import TicketsError
+from tickets.meta import hookimpl
 
 DIGITS_FILE = "digits.npz"
 

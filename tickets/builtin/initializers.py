@@ -4,7 +4,7 @@ import math
 import torch
 from torch import nn
 
-from tickets import hookimpl
+from tickets.meta import hookimpl
 
 
 def _fan_in(param: torch.Tensor) -> int:

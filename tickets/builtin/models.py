@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from tickets import hookimpl
 from tickets.errors import TicketsError
+from tickets.meta import hookimpl
 
 
 def _shape(input_shape) -> tuple[int, int, int]:

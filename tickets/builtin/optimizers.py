@@ -1,7 +1,7 @@
 """Built-in optimizers: the survey's first-order methods by name."""
 import torch
 
-from tickets import hookimpl
+from tickets.meta import hookimpl
 
 
 class SignSGD(torch.optim.Optimizer):

@@ -8,8 +8,8 @@ import math
 from bisect import bisect_right
 from functools import partial
 
-from tickets import hookimpl
 from tickets.config import to_iterations
+from tickets.meta import hookimpl
 
 
 def _one(iteration: int) -> float:

@@ -61,6 +61,22 @@ class Graph:
     def record(self, job, row: dict) -> None:
         """A job just finished (not skipped): the driver-side bookkeeping (results.csv, warnings)."""
 
+    def check_learning(self, job, row: dict, num_classes: int) -> None:
+        """Warn (and note in run.json) when a network that finished did not learn (see :mod:`tickets.engine.learning`)."""
+        from tickets.engine import learning
+        from tickets.store import read_csv_rows
+
+        metrics = read_csv_rows(job.dir / "metrics.csv")
+        initial = float(metrics[0]["test_loss"]) if metrics else None
+        problem = learning.learning_problem(row, initial, num_classes)
+        if problem is None:
+            return
+        label = self.label(job)
+        self.progress.warn(learning.warning(label, problem))
+        store = self.context.store
+        noted = store.read_run_json().get("did_not_learn", [])
+        store.update_run_json(did_not_learn=sorted({*noted, f"{label}: {problem}"}))
+
 
 def drive(graph: Graph, executor, progress: Progress) -> None:
     """Run every job of ``graph`` on ``executor``: done and intact ones are skipped, damaged ones rerun."""

@@ -35,7 +35,15 @@ from tickets.report.inputs import load_results, run_labels, split_diverged
 from tickets.report.markdown import markdown
 from tickets.report.plots import plot_learning_curves, plot_vs_weights
 from tickets.report.statistics import (
-    MAX_WEIGHTS_REMAINING, compare, holm, mean_ci, paired_test, seeds_for_power, study, summarize, welch_test,
+    MAX_WEIGHTS_REMAINING,
+    compare,
+    holm,
+    mean_ci,
+    paired_test,
+    seeds_for_power,
+    study,
+    summarize,
+    welch_test,
 )
 from tickets.store import atomic_write_text
 

@@ -7,8 +7,19 @@ from pathlib import Path
 import pandas as pd
 
 from tickets.report.statistics import (
-    ALPHA, BETTER, MAX_SEEDS, MAX_WEIGHTS_REMAINING, METRIC, NOT_SIGNIFICANT, NOT_TESTED, POWER, SAME, TICKET, WORSE,
-    runs_of, significant_run,
+    ALPHA,
+    BETTER,
+    MAX_SEEDS,
+    MAX_WEIGHTS_REMAINING,
+    METRIC,
+    NOT_SIGNIFICANT,
+    NOT_TESTED,
+    POWER,
+    SAME,
+    TICKET,
+    WORSE,
+    runs_of,
+    significant_run,
 )
 from tickets.report.text import acc, pct
 

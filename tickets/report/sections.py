@@ -9,10 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from tickets.experiments.stability.section import report_section as stability_section
-from tickets.store import atomic_write_text, read_csv_rows
+from tickets.store import RunStore, atomic_write_text, read_csv_rows
 
-# Each experiment kind's section: (run directory, the report's folder) -> markdown lines (none when absent).
-SECTIONS = (stability_section,)
+
+def learning_section(run_dir: Path, relative_to: Path) -> list[str]:
+    """The networks the driver found did not learn (run.json's ``did_not_learn``); none when all did."""
+    names = RunStore(Path(run_dir).parent, Path(run_dir).name).read_run_json().get("did_not_learn", [])
+    if not names:
+        return []
+    return [f"## Networks that did not learn ({Path(run_dir).name})", "",
+            "They trained without a non-finite loss, so their status is ok (or diverged), but their results say "
+            "nothing about their masks; a lower learning rate may help.", "",
+            *[f"- {name}" for name in names], ""]
+
+
+# Each section: (run directory, the report's folder) -> markdown lines (none when absent).
+SECTIONS = (learning_section, stability_section)
 
 
 def has_results(run_dir: Path) -> bool:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 import warnings
 
-import tickets
+from tickets._startup import NVML_CHECK_SET_BY_USER
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*is an invalid version and will not be supported.*")
     import pytorch_lightning as pl
 
-if not tickets.NVML_CHECK_SET_BY_USER:
+if not NVML_CHECK_SET_BY_USER:
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 # Per-fit chatter: filtered around each fit (see quiet_fit), never process-wide.

@@ -2,10 +2,10 @@
 import json
 
 import pytest
-import torch
 
 # A missing plugin must fail these tests, never skip them: pip install ./plugins/tickets-large-batch
 import tickets_large_batch
+import torch
 from tickets_large_batch import LAMB, LARS, lamb, lars
 
 

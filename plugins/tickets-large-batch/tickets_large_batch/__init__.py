@@ -5,7 +5,6 @@ the optimizers ``lars`` and ``lamb`` (see :mod:`tickets_large_batch.optim`). The
 come from ``train.optimizer_options`` in a config (``--set train.optimizer_options=...``).
 """
 import tickets
-
 from tickets_large_batch.optim import LAMB, LARS
 
 __version__ = "0.1.0"

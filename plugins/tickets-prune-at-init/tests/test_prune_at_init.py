@@ -2,13 +2,13 @@
 import json
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 # A missing plugin must fail these tests, never skip them: pip install ./plugins/tickets-prune-at-init
 import tickets_prune_at_init
+import torch
+import torch.nn.functional as F
 from tickets_prune_at_init import grasp, snip, synflow
+from torch import nn
 
 from tickets.builtin.initializers import kaiming_normal
 from tickets.masks import Mask, pruned_count

@@ -5,7 +5,6 @@ Installing this distribution registers, through the ``tickets`` entry point
 :mod:`tickets_prune_at_init.scores` for the formulas and conventions).
 """
 import tickets
-
 from tickets_prune_at_init.scores import grasp, network_at_init, snip, synflow
 
 __version__ = "0.1.0"

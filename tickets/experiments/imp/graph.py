@@ -71,6 +71,7 @@ class ImpGraph(Graph):
 
     def record(self, job: ImpJob, row: dict) -> None:
         self.store.rebuild_results()
+        self.check_learning(job, row, self.context.splits.num_classes)
         if row.get("status") == DIVERGED:
             start = 0 if job.round == 0 else self.context.schedule.rewind
             self.progress.warn(diverged_warning(self.label(job), start + int(row["iterations"]), job.variant == "ticket"))

@@ -7,8 +7,14 @@
 The row in results.csv has variant ``supermask_<method>``.
 """
 from tickets.experiments.supermask.run import run_supermask
-from tickets.experiments.supermask.weights import (METHOD_DEFAULTS, METHODS, SupermaskWeight, attach_supermask,
-                                                   keep_count, method_defaults)
+from tickets.experiments.supermask.weights import (
+                                                   METHOD_DEFAULTS,
+                                                   METHODS,
+                                                   SupermaskWeight,
+                                                   attach_supermask,
+                                                   keep_count,
+                                                   method_defaults,
+)
 
 __all__ = ["METHOD_DEFAULTS", "METHODS", "SupermaskWeight", "attach_supermask", "keep_count", "method_defaults",
            "run_supermask"]

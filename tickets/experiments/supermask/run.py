@@ -47,6 +47,7 @@ class SupermaskGraph(Graph):
 
     def record(self, job: SupermaskJob, row: dict) -> None:
         self.context.store.rebuild_results()
+        self.check_learning(job, row, self.context.splits.num_classes)
         if row.get("status") == DIVERGED:
             self.progress.warn(diverged_warning(self.label(job), int(row["iterations"]), ends_chain=False))
 
