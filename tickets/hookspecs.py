@@ -114,7 +114,7 @@ def register_schedules(register):
     with a message naming the value. ``f`` must be a pure function of the iteration: a
     network rewound to iteration k, or resumed from a checkpoint, continues the schedule
     there. A linear warmup (``train.warmup``) multiplies any schedule; the schedule need not
-    handle it. :func:`tickets.schedules.iterations` turns ``"80ep"`` / ``"500it"`` into
+    handle it. :func:`tickets.config.to_iterations` turns ``"80ep"`` / ``"500it"`` into
     iterations.
     """
 

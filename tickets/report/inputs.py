@@ -16,7 +16,7 @@ IGNORED_CONFIG_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train
 
 
 def load_results(run_dir: Path) -> pd.DataFrame:
-    """A run's results.csv with a ``status`` column (``ok`` where the file has none: older runs).
+    """A run's results.csv, with ``status`` ``ok`` where a row (e.g. one written by hand) has none.
 
     Raises TicketsError when the file is missing, empty or lacks columns. A network retrained after
     an interrupted resume counts once: its latest row.
