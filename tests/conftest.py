@@ -2,6 +2,9 @@
 import csv
 import hashlib
 import os
+import re
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from tickets import plugins
+from tickets.cli import main
 
 os.environ.setdefault("TICKETS_STRICT_PLUGINS", "1")  # tests run strict, as design.md asks
 
@@ -71,3 +75,42 @@ def masked_accuracy(run_dir: Path, state: dict, mask: dict) -> float:
 def snapshot(folder: Path) -> dict:
     """Every file under ``folder`` -> its sha256 (to show that a command wrote nothing)."""
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# A temporary folder on sys.path that "installs" plugin distributions (test_plugins, test_augment).
+class Site:
+    """A folder on sys.path into which tests 'install' distributions."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.modules: list[str] = []
+
+    def install(self, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+        for name, source in modules.items():
+            (self.root / f"{name}.py").write_text(textwrap.dedent(source))
+            self.modules.append(name)
+        info = self.root / f"{re.sub(r'[-.]+', '_', dist)}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[tickets]\n{lines}")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("TICKETS_PLUGINS", raising=False)
+    monkeypatch.delenv("TICKETS_STRICT_PLUGINS", raising=False)
+    plugins.set_strict(None)
+    plugins.reset()
+    s = Site(root)
+    yield s
+    for name in s.modules:
+        sys.modules.pop(name, None)
+    plugins.reset()
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)

@@ -1,6 +1,6 @@
 """Augmentation: flip and crop by hand, batches fixed by (seed, iteration), the same for ticket and controls."""
 import torch
-from test_plugins import invoke, site  # noqa: F401 - the fixture that 'installs' a plugin distribution
+from conftest import invoke
 
 from tickets.builtin.augmentations import crop, flip
 from tickets.training import BatchStream

@@ -7,23 +7,20 @@ tickets they are installed distributions, but nothing is pip-installed.
 import csv
 import json
 import re
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import tomllib
 import torch
-from click.testing import CliRunner
+from conftest import invoke
 
 from tickets import plugins
-from tickets.cli import main
 from tickets.errors import TicketsError
 from tickets.registry import Provider
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
-TINY_PRUNE = ["prune", "--rounds", "2", "--epochs", "0.2", "--controls", "none", "--set", "train.eval_every=5", "--seeds", "0",
-              "--quiet"]
+TINY_PRUNE = ["prune", "--rounds", "2", "--epochs", "0.2", "--controls", "none", "--set", "train.eval_every=5",
+              "--seeds", "0", "--quiet"]
 
 WORKING = '''
 import tickets
@@ -82,44 +79,6 @@ def register_optimizers(register):
     register("not_a_function", 42)
 ''', "registered optimizer 'not_a_function' as a int, which is not callable"),
 }
-
-
-class Site:
-    """A folder on sys.path into which tests 'install' distributions."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.modules: list[str] = []
-
-    def install(self, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
-        for name, source in modules.items():
-            (self.root / f"{name}.py").write_text(textwrap.dedent(source))
-            self.modules.append(name)
-        info = self.root / f"{re.sub(r'[-.]+', '_', dist)}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[tickets]\n{lines}")
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch):
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv("TICKETS_PLUGINS", raising=False)
-    monkeypatch.delenv("TICKETS_STRICT_PLUGINS", raising=False)
-    plugins.set_strict(None)
-    plugins.reset()
-    s = Site(root)
-    yield s
-    for name in s.modules:
-        sys.modules.pop(name, None)
-    plugins.reset()
-
-
-def invoke(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
 
 
 def load(**kwargs):
