@@ -118,7 +118,8 @@ def main():
     parser.add_argument("--precision", default="32-true", help="Lightning precision of the steps, e.g. bf16-mixed")
     args = parser.parse_args()
     splits = cifar_shaped(128 * (args.steps + 2))
-    print(f"torch {torch.__version__}, accelerator {args.accelerator}, precision {args.precision}, torch threads {torch.get_num_threads()}, "
+    print(f"torch {torch.__version__}, accelerator {args.accelerator}, precision {args.precision}, "
+          f"torch threads {torch.get_num_threads()}, "
           f"medians over {args.repeats} repeats of {args.steps} steps")
 
     model, ticket = network("resnet20")

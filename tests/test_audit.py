@@ -132,7 +132,8 @@ def global_keep(weights: dict, names: list, fraction: float) -> dict:
     return {n: torch.from_numpy(np.abs(weights[n].numpy()) >= threshold) for n in names}
 
 
-@pytest.mark.parametrize("config_name, output_pruned", [("resnet20_cifar10_openlth", True), ("resnet20_cifar10", False)])
+@pytest.mark.parametrize("config_name, output_pruned",
+                         [("resnet20_cifar10_openlth", True), ("resnet20_cifar10", False)])
 def test_resnet20_output_layer_pruning(config_name, output_pruned):
     prune = build_config(config_name).prune
     model = resnet20(10, (3, 32, 32))
@@ -154,7 +155,8 @@ def test_edge_popup_cifar_config_has_ramanujans_cosine_schedule_and_augmentation
     from tickets.schedules import lr_factor
 
     config = build_config("edge_popup_conv4_cifar10")
-    assert config.data.augment == ["crop", "flip"] and config.data.augment_options.get("crop", {}).get("padding", 4) == 4
+    assert (config.data.augment == ["crop", "flip"]
+            and config.data.augment_options.get("crop", {}).get("padding", 4) == 4)
     schedule = make_schedule(config, 45_000)
     total = 100 * (45_000 // 128)  # 351 full batches per epoch
     assert schedule.total == total
@@ -170,6 +172,7 @@ def test_a_run_draws_its_theta0_with_the_configured_norm_init(tmp_path):
     config = build_config("resnet20_digits", sets=["model.norm_init=uniform"])
     context = RunContext.create(config, registry(), RunStore(tmp_path, "run"))
     norms = bn_names(context.new_model())
-    for state in (context.initial_state(0), fresh_state(context, torch.Generator().manual_seed(1))):  # theta_0, reinit's
+    for state in (context.initial_state(0),
+                  fresh_state(context, torch.Generator().manual_seed(1))):  # theta_0, reinit's
         scales = torch.cat([state[f"{n}.weight"] for n in norms])
         assert 0 <= scales.min() and scales.max() < 1 and not torch.equal(scales, torch.ones_like(scales))

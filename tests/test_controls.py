@@ -156,7 +156,8 @@ def test_rand_signed_constant_is_plus_minus_the_layer_std_with_random_signs(tick
 
 def test_freeze_pruned_keeps_pruned_weights_exactly_at_their_initial_values_in_training(ticket):
     out = derive("freeze_pruned", ticket)
-    assert out.mask == ticket.mask and all(torch.equal(out.pruned_values[n], ticket.state[n]) for n in out.pruned_values)
+    assert out.mask == ticket.mask and all(torch.equal(out.pruned_values[n], ticket.state[n])
+                                           for n in out.pruned_values)
     final_state = train_briefly(out)
     for name, keep in ticket.mask.tensors.items():
         final, start = final_state[name], ticket.state[name]

@@ -1,4 +1,5 @@
-"""Zhou et al.'s mask criteria: each formula on a hand-built context, and the supermask effect of large_final_same_sign."""
+"""Zhou et al.'s mask criteria: each formula on a hand-built context,
+and the supermask effect of large_final_same_sign."""
 import pytest
 import torch
 from conftest import load, masked_accuracy, read_results
@@ -108,7 +109,8 @@ def test_quadrant_criteria_rank_among_the_survivors_only():
 def test_quadrant_criteria_compare_percentiles_across_layers_in_global_scope():
     # one weight in a, four in b, |w_i| = |w_f|: percentile ranks a: 1; b: .25 .5 .75 1
     init = {"a.weight": torch.tensor([[5.0]]), "b.weight": torch.tensor([[1.0, 2.0, 3.0, 4.0]])}
-    ctx = CriterionContext(init=init, rewind=init, final=init, mask=Mask({n: torch.ones_like(t) for n, t in init.items()}),
+    ctx = CriterionContext(init=init, rewind=init, final=init,
+                           mask=Mask({n: torch.ones_like(t) for n, t in init.items()}),
                            model=nn.Module(), batches=lambda n: [], generator=torch.Generator().manual_seed(0))
     mask = ctx.mask.prune(criteria.large_init_large_final(ctx), 0.6, scope="global", generator=ctx.generator)
     assert mask.tensors["a.weight"].tolist() == [[True]]  # the top percentile of each layer

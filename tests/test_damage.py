@@ -1,4 +1,5 @@
-"""Damaged files: checksums in done.json, retraining damaged networks, clear errors for damaged inputs, `tickets check`."""
+"""Damaged files: checksums in done.json, retraining damaged networks,
+clear errors for damaged inputs, `tickets check`."""
 import hashlib
 import json
 import shutil

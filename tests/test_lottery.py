@@ -46,7 +46,8 @@ def test_exact_sparsity_per_layer_every_round(run):
             assert mask.count(name) == expected[name]
         rows = [r for r in read_results(run) if r["round"] == str(round_)]
         assert {int(r["params_remaining"]) for r in rows} == {sum(expected.values())}
-        assert float(rows[0]["weights_remaining"]) == pytest.approx(sum(expected.values()) / sum(LAYERS.values()), abs=1e-6)
+        assert (float(rows[0]["weights_remaining"])
+                == pytest.approx(sum(expected.values()) / sum(LAYERS.values()), abs=1e-6))
 
 
 def test_pruned_weights_are_zero_after_training_for_every_variant(run):
@@ -132,7 +133,8 @@ def test_tied_scores_are_broken_at_random_per_seed_not_by_position(tmp_path):
     """large_init over signed-constant weights: every score in a layer ties. Breaking ties by index would
     prune the last 60 of fc1's 300 neurons whole, the same ones for every seed."""
     run_dir = prune_tiny(tmp_path, "ties", "--rounds", "1", "--seeds", "0,1", "--controls", "none",
-                         "--criterion", "large_init", "--set", "model.init=signed_constant", "--set", "train.iterations=3")
+                         "--criterion", "large_init", "--set", "model.init=signed_constant",
+                         "--set", "train.iterations=3")
     masks = [Mask.load(run_dir / f"seed_{s}/round_1/mask.pt").tensors["fc1.weight"] for s in (0, 1)]
     for mask in masks:
         per_neuron = mask.sum(1)
@@ -154,7 +156,8 @@ def test_different_seeds_differ(tmp_path):
     run_dir = prune_tiny(tmp_path, "seeds", "--rounds", "0", "--seeds", "0,1")
     rows = read_results(run_dir)
     assert [r["seed"] for r in rows] == ["0", "1"]
-    assert not torch.equal(load(run_dir / "seed_0/init.pt")["fc1.weight"], load(run_dir / "seed_1/init.pt")["fc1.weight"])
+    assert not torch.equal(load(run_dir / "seed_0/init.pt")["fc1.weight"],
+                           load(run_dir / "seed_1/init.pt")["fc1.weight"])
 
 
 def test_global_scope_prunes_the_pooled_layers_exactly(tmp_path):

@@ -81,7 +81,8 @@ def test_conv_layers_and_counts():
     }
     assert weight_count(model) == pytest.approx(4.3e6, rel=0.01)  # the paper's 4.3M
     assert weight_count(make("conv4")) == pytest.approx(2.4e6, rel=0.02)  # the paper's 2.4M
-    assert [s[0] for n, s in prunable(make("conv6")).items() if n.startswith("features")] == [64, 64, 128, 128, 256, 256]
+    assert ([s[0] for n, s in prunable(make("conv6")).items() if n.startswith("features")]
+            == [64, 64, 128, 128, 256, 256])
 
 
 def test_resnet20():

@@ -82,7 +82,8 @@ def test_weights_stay_frozen_and_the_saved_mask_gives_the_reported_accuracy(edge
     (row,) = read_results(edge_popup)
     variant = "supermask_edge_popup"
     assert masked_accuracy(edge_popup, variant) == pytest.approx(float(row["test_acc_at_early_stop"]), abs=1e-6)
-    assert masked_accuracy(edge_popup, variant, "final_mask.pt") == pytest.approx(float(row["final_test_acc"]), abs=1e-6)
+    assert (masked_accuracy(edge_popup, variant, "final_mask.pt")
+            == pytest.approx(float(row["final_test_acc"]), abs=1e-6))
     assert float(row["final_test_acc"]) > 0.8 and float(row["acc_at_init"]) < 0.25  # learned a mask, from chance
 
 
@@ -216,7 +217,8 @@ def lr_column(run_dir, variant):
 def test_scores_train_with_the_schedule_and_on_augmented_batches(tmp_path):
     # lr 0.3 (bernoulli's default), warmup over 10 iterations, x0.1 from iteration 40: the lr column is exact
     supermask(tmp_path, "sched", "--method", "bernoulli", "--warmup", "10it", "--schedule", "multistep",
-                        "--set", "train.schedule_options={milestones: [40it], gamma: 0.1}", "--set", "data.augment=[crop]")
+                        "--set", "train.schedule_options={milestones: [40it], gamma: 0.1}",
+                        "--set", "data.augment=[crop]")
     run_dir = tmp_path / "sched"
     lr = lr_column(run_dir, "supermask_bernoulli")
     assert lr[0] == 0 and lr[20] == pytest.approx(0.3, rel=1e-12) and lr[60] == pytest.approx(0.03, rel=1e-12)

@@ -295,7 +295,8 @@ def validate(config: RunConfig) -> None:
     if p.rounds < 0:
         raise TicketsError(f"rounds must be 0 or more, got {p.rounds}")
     if not 0 < p.fraction < 1:
-        raise TicketsError(f"prune fraction must be in (0, 1) (the share of remaining weights pruned per round), got {p.fraction}")
+        raise TicketsError("prune fraction must be in (0, 1) (the share of remaining weights pruned per round), "
+                           f"got {p.fraction}")
     for pattern, fraction in p.layer_fractions.items():
         if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction < 1:
             raise TicketsError(f"prune.layer_fractions[{pattern!r}] must be in [0, 1), got {fraction!r}")
@@ -335,7 +336,8 @@ def validate(config: RunConfig) -> None:
             raise TicketsError(f"data.augment_options must map names listed in data.augment to options, "
                                f"e.g. {{crop: {{padding: 4}}}}; got {name!r}: {options!r}")
     if d.val_size < 1:
-        raise TicketsError(f"data.val_size must be at least 1 (early stopping needs a validation split), got {d.val_size}")
+        raise TicketsError("data.val_size must be at least 1 (early stopping needs a validation split), "
+                           f"got {d.val_size}")
     if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
         raise TicketsError(f"run name {config.name!r} may use letters, digits, '.', '_' and '-' only")
     if config.model.norm_init not in NORM_INITS:

@@ -84,7 +84,8 @@ def make_splits(data: TensorData, val_size: int) -> Splits:
     if not 0 < val_size < n:
         from tickets.errors import TicketsError
 
-        raise TicketsError(f"data.val_size={val_size} must be between 1 and {n - 1} (the training set has {n} examples)")
+        raise TicketsError(f"data.val_size={val_size} must be between 1 and {n - 1} "
+                           f"(the training set has {n} examples)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SPLIT_SEED))
     val_idx, train_idx = order[:val_size], order[val_size:]
     x = normalize(data.train_x, data.mean, data.std)

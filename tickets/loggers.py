@@ -28,7 +28,8 @@ from pathlib import Path
 
 from tickets.errors import TicketsError
 
-logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)  # "Experiment ... not found. Creating it."
+# "Experiment ... not found. Creating it."
+logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)
 
 # logger name -> (a module it needs, how to install it)
 LOGGERS = {
@@ -50,7 +51,8 @@ def check_loggers(names: list[str]) -> None:
         try:
             importlib.import_module(module)
         except ImportError:
-            raise TicketsError(f"logger {name!r} needs the {module} package, which is not installed: {install}") from None
+            raise TicketsError(f"logger {name!r} needs the {module} package, which is not installed: "
+                               f"{install}") from None
 
 
 def network_loggers(names: list[str], run_dir: Path, run_name: str, seed: int, round_: int, variant: str,

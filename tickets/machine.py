@@ -26,7 +26,8 @@ def gpu_count(accelerator: str) -> int:
 
 
 def available_devices() -> str:
-    """What this machine offers Lightning, in words: ``CPU only: no CUDA GPU, no Apple MPS``, ``CPU and 2 CUDA GPUs (...)``."""
+    """What this machine offers Lightning, in words: ``CPU only: no CUDA GPU, no Apple MPS``,
+    ``CPU and 2 CUDA GPUs (...)``."""
     import torch
 
     found = []

@@ -160,7 +160,8 @@ class Mask:
 def _flat_scores(score: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     score = score.detach().to("cpu", torch.float64)
     if score.shape != current.shape:
-        raise TicketsError(f"the criterion returned scores of shape {tuple(score.shape)} for a weight of shape {tuple(current.shape)}")
+        raise TicketsError(f"the criterion returned scores of shape {tuple(score.shape)} "
+                           f"for a weight of shape {tuple(current.shape)}")
     return torch.nan_to_num(score.flatten(), nan=-math.inf)
 
 

@@ -215,7 +215,8 @@ class RunStore:
         elif len(parts) == 2:  # seed_<s>/init.pt, seed_<s>/rewind.pt: every network of the seed depends on them
             fix = f"delete {self.dir / parts[0]} to train {parts[0].replace('_', ' ')} anew"
         else:  # seed_<s>/round_<r>/mask.pt: that round and the later ones depend on it
-            fix = f"delete {self.dir / parts[0] / parts[1]} and the later rounds of {parts[0].replace('_', ' ')} to train them anew"
+            fix = (f"delete {self.dir / parts[0] / parts[1]} and the later rounds of "
+                   f"{parts[0].replace('_', ' ')} to train them anew")
         return f"{self.dir / name} {problem}; restore it from a copy of the run, or {fix}"
 
     # finished jobs -----------------------------------------------------------

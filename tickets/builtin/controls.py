@@ -73,11 +73,16 @@ CONTROLS = (reinit, random_prune, reshuffle, signed_reinit, signed_constant, ran
 
 @hookimpl
 def register_controls(register):
-    """reinit, random_prune (Frankle & Carbin) and Zhou et al.'s reshuffle, signed reinit, signed constants, frozen pruned weights."""
+    """reinit, random_prune (Frankle & Carbin) and Zhou et al.'s reshuffle, signed reinit, signed constants,
+    frozen pruned weights."""
     register("reinit", reinit, description="ticket's mask, fresh weights from the same initializer (new seed)")
-    register("random_prune", random_prune, description="random mask with the ticket's per-layer counts, over the rewound weights")
+    register("random_prune", random_prune,
+             description="random mask with the ticket's per-layer counts, over the rewound weights")
     register("reshuffle", reshuffle, description="ticket's mask, kept initial values permuted within each layer")
-    register("signed_reinit", signed_reinit, description="ticket's mask, fresh magnitudes with the initial signs: sign(w_i)|w_new|")
+    register("signed_reinit", signed_reinit,
+             description="ticket's mask, fresh magnitudes with the initial signs: sign(w_i)|w_new|")
     register("signed_constant", signed_constant, description="ticket's mask, weights sign(w_i) * std(layer's init)")
-    register("rand_signed_constant", rand_signed_constant, description="ticket's mask, weights +-std(layer's init) with random signs")
-    register("freeze_pruned", freeze_pruned, description="ticket, pruned weights frozen at their initial values instead of zero")
+    register("rand_signed_constant", rand_signed_constant,
+             description="ticket's mask, weights +-std(layer's init) with random signs")
+    register("freeze_pruned", freeze_pruned,
+             description="ticket, pruned weights frozen at their initial values instead of zero")

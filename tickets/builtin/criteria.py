@@ -70,12 +70,14 @@ def both_above(ctx, magnitude) -> dict:
 
 
 def large_init_large_final(ctx):
-    """large_init_large_final: min(rank |w_i|, rank |w_f|) in the layer, keep weights large at init and after training."""
+    ("""large_init_large_final: min(rank |w_i|, rank |w_f|) in the layer, """
+     """keep weights large at init and after training.""")
     return both_above(ctx, lambda w: w.abs())
 
 
 def small_init_small_final(ctx):
-    """small_init_small_final: min(rank -|w_i|, rank -|w_f|) in the layer, keep weights small at init and after training."""
+    ("""small_init_small_final: min(rank -|w_i|, rank -|w_f|) in the layer, """
+     """keep weights small at init and after training.""")
     return both_above(ctx, lambda w: -w.abs())
 
 
@@ -115,7 +117,8 @@ def large_final_diff_sign(ctx):
 
 
 def magnitude_increase_same_sign(ctx):
-    """magnitude_increase_same_sign: |w_f| - |w_i| where sign(w_f) = sign(w_i), else 0 (shrunk ones rank below flipped ones)."""
+    ("""magnitude_increase_same_sign: |w_f| - |w_i| where sign(w_f) = sign(w_i), else 0 """
+     """(shrunk ones rank below flipped ones).""")
     return zero_outside(magnitude_increase(ctx), same_sign(ctx))
 
 
@@ -132,6 +135,7 @@ def _description(score) -> str:
 @hookimpl
 def register_criteria(register):
     """magnitude (= large_final) and Zhou et al.'s criteria: init/final magnitudes, movement, signs, random."""
-    register("magnitude", magnitude, description="|w_f|, keep the largest trained weights (large_final; Frankle & Carbin)")
+    register("magnitude", magnitude,
+             description="|w_f|, keep the largest trained weights (large_final; Frankle & Carbin)")
     for score in CRITERIA:
         register(score.__name__, score, description=_description(score))

@@ -81,7 +81,8 @@ def _why(error: BaseException, download: bool) -> str:
 
 def _retry(download: bool) -> str:
     """The last suggestion of a not-found message."""
-    return "run where the network is reachable" if download else "run with data.download=true where the network is reachable"
+    return ("run where the network is reachable" if download
+            else "run with data.download=true where the network is reachable")
 
 
 def _gunzip_present(raw: str) -> None:

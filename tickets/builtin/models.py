@@ -17,7 +17,8 @@ def _shape(input_shape) -> tuple[int, int, int]:
     """``input_shape`` as a checked ``(channels, height, width)`` tuple of ints."""
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise TicketsError(f"input_shape must be (channels, height, width) with positive sizes, got {tuple(input_shape)}")
+        raise TicketsError("input_shape must be (channels, height, width) with positive sizes, "
+                           f"got {tuple(input_shape)}")
     return shape
 
 

@@ -62,9 +62,13 @@ class Graph:
         """A job just finished (not skipped): the driver-side bookkeeping (results.csv, warnings)."""
 
     def check_learning(self, job, row: dict, num_classes: int) -> None:
-        """Warn (and note in run.json) when a network that finished did not learn (see :mod:`tickets.engine.learning`)."""
+        """Warn (and note in run.json) when a network that finished did not learn
+        (see :mod:`tickets.engine.learning`)."""
         from tickets.engine import learning
-        from tickets.store import read_csv_rows
+        from tickets.store import DIVERGED, read_csv_rows
+
+        if row.get("status") == DIVERGED:  # already warned about, as diverged
+            return
 
         metrics = read_csv_rows(job.dir / "metrics.csv")
         initial = float(metrics[0]["test_loss"]) if metrics else None

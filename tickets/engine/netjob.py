@@ -139,7 +139,8 @@ def _train(job: NetworkJob, context: RunContext, on_eval) -> dict | None:
     network = job.network(context, model)
     t = context.config.train
     address = job.logger_address()
-    loggers = network_loggers(t.loggers, store.dir, store.name, *address, config_mod.flatten(context.config.to_dict())) \
+    loggers = network_loggers(t.loggers, store.dir, store.name, *address,
+                              config_mod.flatten(context.config.to_dict())) \
         if t.loggers and address is not None and rank() == 0 else []
 
     def evaluated(row: dict) -> None:
@@ -186,7 +187,8 @@ def train_in(context: RunContext, model, network: Network, net_dir: Path, label:
 def load_input(context: RunContext, path: Path, verb: str = "prune"):
     """A shared run file a job reads; a missing one names the command that makes it."""
     if not path.exists():
-        raise TicketsError(f"{path} is missing: the job that makes it has not run; resume the run with `tickets {verb}`")
+        raise TicketsError(f"{path} is missing: the job that makes it has not run; "
+                           f"resume the run with `tickets {verb}`")
     return context.store.load(path)
 
 

@@ -103,7 +103,8 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, rounds_to_pl
     frames = [load_results(d) for d in run_dirs]
     labels = run_labels(run_dirs)
     many = len(run_dirs) > 1
-    frames = [f.assign(run=label) if many else f.drop(columns="run", errors="ignore") for f, label in zip(frames, labels)]
+    frames = [f.assign(run=label) if many else f.drop(columns="run", errors="ignore")
+              for f, label in zip(frames, labels)]
     if out_dir is None:
         out_dir = (run_dirs[0] / "report" if not many else
                    run_dirs[0].resolve().parent / ("report-" + "-".join(d.resolve().name for d in run_dirs)))

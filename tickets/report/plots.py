@@ -47,7 +47,8 @@ def plot_vs_weights(summary: pd.DataFrame, metric: str, scale: float, ylabel: st
         for j, variant in enumerate(variants_of(s)):
             v = s[s["variant"] == variant]
             mean = v[f"{metric}_mean"]
-            errors = [(mean - v[f"{metric}_ci_low"]).fillna(0) * scale, (v[f"{metric}_ci_high"] - mean).fillna(0) * scale]
+            errors = [(mean - v[f"{metric}_ci_low"]).fillna(0) * scale,
+                      (v[f"{metric}_ci_high"] - mean).fillna(0) * scale]
             ax.errorbar(100 * v["weights_remaining"], scale * mean, yerr=errors, capsize=3, marker="os^vDP*"[j % 7],
                         ms=4, color=f"C{i}" if many else f"C{j}", ls=["-", "--", "-.", ":"][j % 4] if many else "-",
                         label=prefix + variant)

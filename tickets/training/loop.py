@@ -41,6 +41,7 @@ def train(model: nn.Module, ticket: Ticket, plan: TrainingPlan) -> TrainOutcome:
                         diverged_at=module.diverged_at, resumed_from=resume["iteration"] if resume else None)
 
 
-def train_network(model: nn.Module, ticket: Ticket, make_optimizer: Callable, splits: Splits, **settings) -> TrainOutcome:
+def train_network(model: nn.Module, ticket: Ticket, make_optimizer: Callable, splits: Splits,
+                  **settings) -> TrainOutcome:
     """:func:`train` with the plan's fields as keywords (``end_iteration``, ``eval_every``, ``batch_size``, ...)."""
     return train(model, ticket, TrainingPlan(make_optimizer, splits, **settings))

@@ -52,14 +52,16 @@ def make_trainer(accelerator: str, devices, precision: str, loggers: list | None
 
 
 def check_trainer_settings(accelerator: str, devices, precision: str) -> None:
-    """Fail (TicketsError, one line) now, before a run writes anything, if this machine cannot train with these settings.
+    """Fail (TicketsError, one line) now, before a run writes anything,
+    if this machine cannot train with these settings.
 
     Several devices train one network in as many processes (DDP): each process then uses one.
     """
     wanted = device_count(devices)
     if wanted > 1:
         if accelerator != "cpu" and torch.cuda.device_count() < wanted:
-            raise TicketsError(f"--devices {wanted} asks for {wanted} GPUs, but this machine has {available_devices()}; "
+            raise TicketsError(f"--devices {wanted} asks for {wanted} GPUs, "
+                               f"but this machine has {available_devices()}; "
                                "use fewer devices or --accelerator cpu")
         devices = 1
     make_trainer(accelerator, devices, precision)

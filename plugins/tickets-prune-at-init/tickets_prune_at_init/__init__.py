@@ -15,8 +15,11 @@ __all__ = ["grasp", "network_at_init", "snip", "synflow", "register_criteria"]
 def register_criteria(register):
     """SNIP, GraSP and SynFlow, each scoring the weights at their initial values under the current mask."""
     register("snip", snip,
-             description="SNIP (Lee et al. 2019): keep the largest |g * w| at init, g = loss gradient on a few training batches")
+             description="SNIP (Lee et al. 2019): keep the largest |g * w| at init, "
+                         "g = loss gradient on a few training batches")
     register("grasp", grasp,
-             description="GraSP (Wang et al. 2020): keep the largest w * (H g) at init, i.e. remove the largest S = -w * (H g)")
+             description="GraSP (Wang et al. 2020): keep the largest w * (H g) at init, "
+                         "i.e. remove the largest S = -w * (H g)")
     register("synflow", synflow,
-             description="SynFlow (Tanaka et al. 2020): data-free, 100 iterative steps on |dR/dw * w|, R = sum(f(1) with |weights|)")
+             description="SynFlow (Tanaka et al. 2020): data-free, 100 iterative steps on |dR/dw * w|, "
+                         "R = sum(f(1) with |weights|)")

@@ -74,7 +74,8 @@ class ImpGraph(Graph):
         self.check_learning(job, row, self.context.splits.num_classes)
         if row.get("status") == DIVERGED:
             start = 0 if job.round == 0 else self.context.schedule.rewind
-            self.progress.warn(diverged_warning(self.label(job), start + int(row["iterations"]), job.variant == "ticket"))
+            self.progress.warn(diverged_warning(self.label(job), start + int(row["iterations"]),
+                                                job.variant == "ticket"))
 
     # the masks ---------------------------------------------------------------------
     def mask_for_round(self, seed: int, round_: int) -> Mask:

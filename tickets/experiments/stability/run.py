@@ -95,7 +95,8 @@ def _settings(context: RunContext, at: str, points: int, reset_bn: bool, seeds, 
 def _check_rounds(store: RunStore, seeds: list[int], rounds: list[int] | None) -> list[int]:
     have = sorted(int(p.parent.name.split("_")[1]) for p in store.seed_dir(seeds[0]).glob("round_*/mask.pt"))
     if not have:
-        raise TicketsError(f"run {store.dir} has no pruning rounds (no round_*/mask.pt); give a run made by `tickets prune`")
+        raise TicketsError(f"run {store.dir} has no pruning rounds (no round_*/mask.pt); "
+                           "give a run made by `tickets prune`")
     rounds = have if rounds is None else sorted(set(rounds))
     for seed in seeds:
         for r in rounds:

@@ -34,7 +34,8 @@ def stability_verdict(by_k: pd.Series) -> str:
         return f"unstable at every k analysed (smallest instability {100 * by_k.min():.2f} points)"
     if start == min(by_k.index):
         return f"stable at every k analysed ({', '.join(str(k) for k in by_k.index)})"
-    return f"stable from k = {start} on" + ("" if math.isnan(at0) else f" (instability {100 * at0:.2f} points at k = 0)")
+    return f"stable from k = {start} on" + ("" if math.isnan(at0)
+                                            else f" (instability {100 * at0:.2f} points at k = 0)")
 
 
 def _figure(width=7.5, height=4.5):
@@ -106,8 +107,10 @@ def report_section(run_dir: Path, relative_to: Path) -> list[str]:
              f"augmentation draws; test error is evaluated at {settings['points']} evenly spaced points of the "
              f"straight line between them (every parameter and buffer interpolated). Instability = the largest "
              f"error on the path minus the mean error of its ends (Frankle et al. 2020; stable below about 2 "
-             f"points). BatchNorm statistics {'recomputed on the training set at each point (--reset-bn)' if settings['reset_bn'] else 'interpolated, not recomputed'}."
-             f" Means over {df['seed'].nunique()} seed(s); all rows in `stability/stability.csv`.", "",
+             f"points). BatchNorm statistics "
+             + ("recomputed on the training set at each point (--reset-bn)" if settings["reset_bn"]
+                else "interpolated, not recomputed")
+             + f". Means over {df['seed'].nunique()} seed(s); all rows in `stability/stability.csv`.", "",
              "| round | weights remaining | variant | k | instability (points) | error at the ends |",
              "|---:|---:|---|---:|---:|---:|"]
     grouped = df.groupby(["round", "variant", "k"], sort=True)
