@@ -47,9 +47,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a write through a descriptor names no file: name the one it was for
         raise
 
 
@@ -203,7 +205,7 @@ class RunStore:
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the run directory, with forward slashes (how done.json names files)."""
-        return Path(path).relative_to(self.dir).as_posix()
+        return Path(path).resolve().relative_to(self.dir.resolve()).as_posix()
 
     def damage_message(self, name: str, problem: str) -> str:
         """One line for a damaged shared file ``name`` (relative to the run): the file, the problem, the fix."""
