@@ -86,7 +86,7 @@ def test_report_and_load_run(demo, tmp_path):
 def test_compare_adds_the_control_and_retrains_nothing(demo, tmp_path):
     run = copy_of(demo, tmp_path)
     finals = {p: p.stat().st_mtime_ns for p in run.path.rglob("final.pt")}
-    added = tickets.compare(run, controls=["signed_reinit"], quiet=True, workers=1)
+    added = tickets.compare(run, controls=["signed_reinit"], quiet=True)
     assert added.path == run.path
     results = added.results
     new = results[results.variant == "signed_reinit"]
@@ -103,7 +103,7 @@ def test_compare_adds_the_control_and_retrains_nothing(demo, tmp_path):
 
 def test_stability_of_the_runs_last_round(demo, tmp_path):
     run = copy_of(demo, tmp_path)
-    analysed = tickets.stability(run, at="0", points=3, rounds=[2], controls=[], quiet=True, workers=1)
+    analysed = tickets.stability(run, at="0", points=3, rounds=[2], controls=[], quiet=True)
     csv = run.path / "stability" / "stability.csv"
     assert analysed.path == run.path and csv.is_file()
     rows = analysed.stability

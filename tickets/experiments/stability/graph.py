@@ -22,6 +22,7 @@ class StabilityGraph(Graph):
         self.store = context.store
         self.run_dir = str(self.store.dir.resolve())
         self._finals: dict[tuple, dict[int, Path]] = {}
+        self._retrained: set[tuple] = set()  # groups with a copy trained in this session: their path is evaluated anew
 
     def expected(self) -> int:
         s = self.settings
@@ -69,6 +70,8 @@ class StabilityGraph(Graph):
         return []
 
     def record(self, job, row: dict) -> None:
+        if isinstance(job, CopyJob):
+            self._retrained.add(job.group)
         if isinstance(job, CopyJob) and row.get("diverged_at") is not None:
             self.progress.warn(f"{self.label(job)} diverged at iteration {row['diverged_at']}: its "
                                "path errors are those of non-finite weights; a lower --lr may help")
@@ -84,8 +87,9 @@ class StabilityGraph(Graph):
 
     def _theta_files(self, seed: int) -> dict[int, str]:
         """The file of theta_k for every k that has one: init.pt, the run's rewind.pt, or a saved trajectory point."""
-        files = {0: str(self.store.seed_dir(seed) / "init.pt")}
-        run_rewind = self.store.seed_dir(seed) / "rewind.pt"
+        seed_dir = Path(self.run_dir) / f"seed_{seed}"  # absolute: jobs may run in another working directory
+        files = {0: str(seed_dir / "init.pt")}
+        run_rewind = seed_dir / "rewind.pt"
         for k in self.settings.ks:
             if k == 0:
                 continue
@@ -109,7 +113,7 @@ class StabilityGraph(Graph):
         if len(finals) < COPIES:
             return
         del self._finals[job.group]
-        if self._path_is_current(job.group):
+        if self._path_is_current(job.group) and job.group not in self._retrained:
             return
         seed, round_, variant, k = job.group
         errors = self._path_errors(self.context.new_model(), [self.store.load(finals[i]) for i in range(COPIES)])
