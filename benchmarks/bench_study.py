@@ -22,7 +22,9 @@ each, evaluated on validation and test at the start, every 20 iterations and at 
 Each way is launched as a fresh process and timed from launch to exit: imports, start-up and,
 for tickets, the report are included. The ways take turns (--repeat), the first of a turn
 alternating, so that a slow spell of the machine hits both; each ratio compares the two runs
-of one turn. Also printed for both: the start-up (launch until the first network starts
+of one turn, and each turn prints the load average before it (other people's work on the
+machine makes the numbers drift). Also printed for both: the CPU time of all their processes
+(the work done, waits left out), the start-up (launch until the first network starts
 training; for tickets, a network's metrics.csv is written when its training ends, its
 train_seconds after it began), what follows the last network (until exit; tickets writes its
 report there), and the sum of the networks' training seconds.
