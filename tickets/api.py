@@ -92,7 +92,7 @@ def prune(*, config: str | None = None, set: dict | None = None, out: str | Path
     from tickets.executors import start_workers_early
 
     run_config = build_config("prune", config, set, **flags)
-    start_workers_early(run_config, len(run_config.seeds) * (1 + len(run_config.prune.controls)))
+    start_workers_early(run_config, config_mod.imp_parallelism(run_config))
     from tickets.experiments.imp import run_imp
 
     return Run(run_imp(run_config, out, _registry(), quiet=quiet).dir)

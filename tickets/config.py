@@ -377,6 +377,11 @@ def validate_execution(config: RunConfig) -> None:
                            "trains several networks at once; use one of them")
 
 
+def imp_parallelism(config: RunConfig) -> int:
+    """How many networks of an IMP run can train at once: every seed's ticket or one of its controls."""
+    return len(config.seeds) * (1 + len(config.prune.controls))
+
+
 def check_names(config: RunConfig, registry) -> None:
     """Every component name in the config must be registered (error lists the known names)."""
     registry.entry("datasets", config.data.dataset)

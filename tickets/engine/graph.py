@@ -30,6 +30,12 @@ class Graph:
         """How many networks the graph trains (or skips, when already done): the progress total."""
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Write the run's starting files that the driver makes itself (e.g. every seed's theta_0)."""
+
+    def complete(self) -> None:
+        """Write what comes from all the jobs together, once they are done (e.g. stability.csv)."""
+
     def roots(self) -> Iterable:
         """The jobs that need nothing but the run's starting files."""
         raise NotImplementedError

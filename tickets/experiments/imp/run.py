@@ -6,19 +6,11 @@ from pathlib import Path
 from tickets import config as config_mod
 from tickets.components import RunContext
 from tickets.config import RunConfig
-from tickets.engine.contexts import remember_context
-from tickets.engine.graph import drive
-from tickets.engine.lifecycle import check_environment, check_inputs, load_run_config, open_run, session
-from tickets.executors import ExecutionPlan, make_executor
+from tickets.engine.lifecycle import check_environment, load_run_config, open_run
+from tickets.executors.run import run_graph
 from tickets.experiments.imp.graph import ImpGraph
-from tickets.progress import Progress
 from tickets.registry import Registry
 from tickets.store import RunStore
-
-
-def imp_parallelism(config: RunConfig) -> int:
-    """How many networks of an IMP run can train at once: every seed's ticket or one of its controls."""
-    return len(config.seeds) * (1 + len(config.prune.controls))
 
 
 def run_imp(config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
@@ -30,21 +22,11 @@ def run_imp(config: RunConfig, out_root: str | Path, registry: Registry, *, verb
     name = config.name or config_mod.default_name(config, verb)
     context = RunContext.create(config, registry, RunStore(Path(out_root), name))
     check_environment(config)
-    store = open_run(config, Path(out_root), verb)
-    graph = ImpGraph(context, saved_tickets_only)
-    progress = Progress(graph.expected(), quiet=quiet)
-    plan = ExecutionPlan.for_run(config, max_parallel=imp_parallelism(config))
-    check_inputs(store)
-    executor = make_executor(plan, progress, graph.label)  # fails before anything is written
+    open_run(config, Path(out_root), verb)
     sched = context.schedule
-    with session(store, config, verb, components=context.provenance, iterations=sched.total,
-                 rewind_iteration=sched.rewind, iterations_per_epoch=sched.per_epoch,
-                 expected_networks=progress.total, execution=plan.describe()), progress:
-        remember_context(context)
-        graph.prepare()
-        with executor:
-            drive(graph, executor, progress)
-    return store
+    return run_graph(ImpGraph(context, saved_tickets_only), context, verb,
+                     max_parallel=config_mod.imp_parallelism(config), quiet=quiet, components=context.provenance,
+                     iterations=sched.total, rewind_iteration=sched.rewind, iterations_per_epoch=sched.per_epoch)
 
 
 def compare_run(run_dir: Path, controls: list[str], registry: Registry, *, accelerator: str | None = None,

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from tickets.components import RunContext
 from tickets.engine.contexts import Overrides
 from tickets.engine.graph import Graph
-from tickets.experiments.stability.jobs import CopyJob, TrajectoryJob, network_dir, rewind_path
-from tickets.experiments.stability.paths import COPIES, Settings, instability, path_errors, point_columns
-from tickets.store import atomic_write_json, read_json
+from tickets.experiments.stability.jobs import CopyJob, TrajectoryJob, network_dir, rewind_path, stability_dir
+from tickets.experiments.stability.paths import COPIES, Settings, columns, instability, path_errors, point_columns
+from tickets.experiments.stability.section import write_plots
+from tickets.store import atomic_write_json, read_json, write_csv_rows
 from tickets.training import make_trainer
 
 
@@ -30,8 +33,19 @@ class StabilityGraph(Graph):
         return len(s.seeds) * variants * len(s.ks) * COPIES
 
     def prepare(self) -> None:
-        for seed in self.settings.seeds:
+        s = self.settings
+        atomic_write_json(stability_dir(self.run_dir) / "stability.json",
+                          {"at": s.ks, "points": s.points, "reset_bn": s.reset_bn, "seeds": s.seeds,
+                           "rounds": s.rounds, "controls": s.controls})
+        for seed in s.seeds:
             self.context.initial_state(seed)  # theta_0: the run's init.pt, or drawn as `tickets prune` draws it
+
+    def complete(self) -> None:
+        """stability.csv and the plots, from every path evaluated with these settings."""
+        out = stability_dir(self.run_dir)
+        rows = path_rows(out, self.settings)
+        write_csv_rows(out / "stability.csv", columns(self.settings.points), rows)
+        write_plots(pd.DataFrame(rows), self.settings.points, out, self.settings.reset_bn)
 
     def roots(self):
         """Per seed: the trajectory to the rewind points it lacks, or (all there) its copies."""
@@ -138,3 +152,13 @@ class StabilityGraph(Graph):
             return path_errors(model, finals[0], finals[1], self.settings.points, splits.test_x, splits.test_y, reset)
         finally:
             model.cpu().train()
+
+
+def path_rows(out: Path, settings: Settings) -> list[dict]:
+    """Every analysed network whose path was evaluated with the current points and BatchNorm setting."""
+    rows = []
+    for path in sorted(out.glob("seed_*/round_*/*/k_*/path.json")):
+        data = read_json(path)
+        if data["points"] == settings.points and data["reset_bn"] == settings.reset_bn:
+            rows.append(data["row"])
+    return sorted(rows, key=lambda r: (r["seed"], r["round"], r["variant"] != "ticket", r["variant"], r["k"]))

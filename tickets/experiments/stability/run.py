@@ -15,23 +15,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from tickets import config as config_mod
 from tickets.components import RunContext
 from tickets.config import RunConfig
-from tickets.engine.contexts import remember_context
-from tickets.engine.graph import drive
-from tickets.engine.lifecycle import check_environment, check_inputs, load_run_config, open_run, session
+from tickets.engine.lifecycle import check_environment, load_run_config, open_run
 from tickets.errors import TicketsError
-from tickets.executors import ExecutionPlan, make_executor
+from tickets.executors.run import run_graph
 from tickets.experiments.stability.graph import StabilityGraph
-from tickets.experiments.stability.jobs import stability_dir
-from tickets.experiments.stability.paths import Settings, batch_norms, columns, parse_at
-from tickets.experiments.stability.section import write_plots
-from tickets.progress import Progress
+from tickets.experiments.stability.paths import Settings, batch_norms, parse_at
 from tickets.registry import Registry
-from tickets.store import RunStore, atomic_write_json, read_json, write_csv_rows
+from tickets.store import RunStore
 
 DEFAULT_POINTS = 30  # Frankle et al. evaluate 30 evenly spaced points of the path
 
@@ -108,34 +101,8 @@ def _check_rounds(store: RunStore, seeds: list[int], rounds: list[int] | None) -
 
 def _analyse(context: RunContext, settings: Settings, *, attach: bool, overrides: tuple, quiet: bool) -> RunStore:
     """Train what is missing, evaluate the paths, write stability.csv and the plots."""
-    store, config = context.store, context.config
     graph = StabilityGraph(context, settings, existing_run=attach, overrides=overrides)
-    progress = Progress(graph.expected(), quiet=quiet)
-    plan = ExecutionPlan.for_run(config, max_parallel=graph.expected())
-    check_inputs(store)
-    executor = make_executor(plan, progress, graph.label)  # fails before anything is written
     sched = context.schedule
-    with session(store, config, "stability", attach=attach, components=context.provenance, iterations=sched.total,
-                 iterations_per_epoch=sched.per_epoch, execution=plan.describe()), progress:
-        remember_context(context, overrides)
-        out = stability_dir(store.dir)
-        atomic_write_json(out / "stability.json", {"at": settings.ks, "points": settings.points,
-                                                   "reset_bn": settings.reset_bn, "seeds": settings.seeds,
-                                                   "rounds": settings.rounds, "controls": settings.controls})
-        graph.prepare()
-        with executor:
-            drive(graph, executor, progress)
-        rows = path_rows(out, settings)
-        write_csv_rows(out / "stability.csv", columns(settings.points), rows)
-        write_plots(pd.DataFrame(rows), settings.points, out, settings.reset_bn)
-    return store
-
-
-def path_rows(out: Path, settings: Settings) -> list[dict]:
-    """Every analysed network whose path was evaluated with the current points and BatchNorm setting."""
-    rows = []
-    for path in sorted(out.glob("seed_*/round_*/*/k_*/path.json")):
-        data = read_json(path)
-        if data["points"] == settings.points and data["reset_bn"] == settings.reset_bn:
-            rows.append(data["row"])
-    return sorted(rows, key=lambda r: (r["seed"], r["round"], r["variant"] != "ticket", r["variant"], r["k"]))
+    return run_graph(graph, context, "stability", max_parallel=graph.expected(), quiet=quiet, attach=attach,
+                     overrides=overrides, components=context.provenance, iterations=sched.total,
+                     iterations_per_epoch=sched.per_epoch)

@@ -6,14 +6,12 @@ from pathlib import Path
 from tickets import config as config_mod
 from tickets.components import RunContext
 from tickets.config import RunConfig
-from tickets.engine.contexts import remember_context
-from tickets.engine.graph import Graph, drive
-from tickets.engine.lifecycle import check_environment, check_inputs, diverged_warning, open_run, session
+from tickets.engine.graph import Graph
+from tickets.engine.lifecycle import check_environment, diverged_warning, open_run
 from tickets.errors import TicketsError
-from tickets.executors import ExecutionPlan, make_executor
+from tickets.executors.run import run_graph
 from tickets.experiments.supermask.job import SupermaskJob
 from tickets.experiments.supermask.weights import check_settings
-from tickets.progress import Progress
 from tickets.registry import Registry
 from tickets.store import DIVERGED, RunStore
 
@@ -63,20 +61,9 @@ def run_supermask(config: RunConfig, out_root: str | Path, registry: Registry, *
     name = config.name or config_mod.default_name(config, "supermask")
     context = RunContext.create(config, registry, RunStore(Path(out_root), name))
     check_environment(config)
-    store = open_run(config, Path(out_root), "supermask")
-    graph = SupermaskGraph(context)
-    progress = Progress(graph.expected(), quiet=quiet)
-    plan = ExecutionPlan.for_run(config, max_parallel=graph.expected())
-    check_inputs(store)
-    executor = make_executor(plan, progress, graph.label)  # fails before anything is written
+    open_run(config, Path(out_root), "supermask")
     provenance = {**context.provenance, "score_initializer": {
         "name": score_init.name, "plugin": score_init.provider.plugin,
         "distribution": score_init.provider.distribution, "version": score_init.provider.version}}
-    with session(store, config, "supermask", components=provenance, method=s.method, density=s.density,
-                 iterations=context.schedule.total, expected_networks=progress.total,
-                 execution=plan.describe()), progress:
-        remember_context(context)
-        graph.prepare()
-        with executor:
-            drive(graph, executor, progress)
-    return store
+    return run_graph(SupermaskGraph(context), context, "supermask", max_parallel=len(config.seeds), quiet=quiet,
+                     components=provenance, method=s.method, density=s.density, iterations=context.schedule.total)
