@@ -126,7 +126,10 @@ def run_options(func=None, *, without: tuple[str, ...] = ()):
         click.option("--criterion", help="Pruning criterion (see `tickets plugins --kind criteria`)."),
         click.option("--scope", help="layerwise or global."),
         click.option("--rewind", help="Rewind point: 0 (initialization), 500it or 2ep."),
-        click.option("--controls", help="Comma-separated controls, or none."),
+        click.option("--controls", help="Comma-separated controls, or none (finetune, lr_rewind and scratch are "
+                                        "the retraining strategies)."),
+        click.option("--retrain", help="How each round's ticket trains: rewind (default), finetune or lr_rewind."),
+        click.option("--retrain-iterations", help="Fine-tuning's length: 500it or 2ep (default T - k)."),
         click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
         click.option("--optimizer", help="Optimizer name."),
         click.option("--lr", type=float, help="Learning rate."),
@@ -194,7 +197,7 @@ def _common(opts: dict) -> dict:
             "out": opts.get("out", "outputs"), "quiet": opts.get("quiet", False)}
 
 
-PRUNING_ONLY = ("rounds", "prune_fraction", "criterion", "scope", "controls")
+PRUNING_ONLY = ("rounds", "prune_fraction", "criterion", "scope", "controls", "retrain", "retrain_iterations")
 
 
 @main.command()
@@ -204,6 +207,7 @@ def prune(**opts):
     """Iterative magnitude pruning with rewinding and controls (resumable)."""
     from tickets import api
 
+    _import_report_meanwhile()
     _finish(api.prune(**_common(opts), **_flags(opts)), opts["quiet"])
 
 
@@ -215,6 +219,15 @@ def train(**opts):
     from tickets import api
 
     _finish(api.train(**_common(opts), **_flags(opts)), opts["quiet"], report=False)
+
+
+def _import_report_meanwhile() -> None:
+    """Import the report's modules (scipy, matplotlib: about a second) in the background while the run
+    starts: the driver mostly waits for its workers' imports then, and the report follows the last network."""
+    import importlib
+
+    threading.Thread(target=importlib.import_module, args=("tickets.report.sections",), daemon=True,
+                     name="tickets-import-report").start()
 
 
 def _finish(run, quiet: bool, report: bool = True) -> None:
@@ -368,7 +381,8 @@ def report(runs, out, max_weights_remaining):
     click.echo(f"report: {api.report(*runs, out=out, max_weights_remaining=max_weights_remaining)}")
 
 
-STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "scope", "rewind", "loggers")
+STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "scope", "rewind", "loggers", "retrain",
+                 "retrain_iterations")
 
 
 @main.command()

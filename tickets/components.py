@@ -35,6 +35,7 @@ class Schedule:
     total: int
     rewind: int
     per_epoch: int
+    retrain: int = 0  # fine-tuning's iterations (prune.retrain_iterations; default total - rewind)
 
 
 def make_schedule(config: RunConfig, n_train: int) -> Schedule:
@@ -48,7 +49,10 @@ def make_schedule(config: RunConfig, n_train: int) -> Schedule:
             f"rewind point {config.prune.rewind!r} (iteration {rewind}) is not before the end of training "
             f"(iteration {total}, {per_epoch} per epoch); use a smaller --rewind or train longer"
         )
-    return Schedule(total, rewind, per_epoch)
+    retrain = config.prune.retrain_iterations
+    retrain = total - rewind if retrain is None else config_mod.to_iterations(retrain, per_epoch,
+                                                                              "prune.retrain_iterations")
+    return Schedule(total, rewind, per_epoch, retrain)
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Components:
     controls: dict
     schedule: object
     augmentations: dict
+    retrain: object = None  # the strategy that trains each round's ticket; None: rewinding (see prune.retrain)
 
 
 def resolve_components(config: RunConfig, registry: Registry) -> tuple[Components, dict]:
@@ -72,6 +77,8 @@ def resolve_components(config: RunConfig, registry: Registry) -> tuple[Component
               "criterion": ("criteria", config.prune.criterion), "schedule": ("schedules", config.train.schedule)}
     wanted.update({f"control:{c}": ("controls", c) for c in config.prune.controls})
     wanted.update({f"augmentation:{a}": ("augmentations", a) for a in config.data.augment})
+    if config.prune.retrain != "rewind":
+        wanted["retrain"] = ("controls", config.prune.retrain)
     entries = {role: registry.entry(kind, name) for role, (kind, name) in wanted.items()}
     provenance = {role: {"name": e.name, "plugin": e.provider.plugin, "distribution": e.provider.distribution,
                          "version": e.provider.version} for role, e in entries.items()}
@@ -81,6 +88,7 @@ def resolve_components(config: RunConfig, registry: Registry) -> tuple[Component
         controls={c: entries[f"control:{c}"].obj for c in config.prune.controls},
         schedule=entries["schedule"].obj,
         augmentations={a: entries[f"augmentation:{a}"].obj for a in config.data.augment},
+        retrain=entries["retrain"].obj if "retrain" in entries else None,
     )
     return components, provenance
 

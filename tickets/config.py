@@ -23,6 +23,7 @@ from tickets.errors import TicketsError
 
 # Where a pruning fraction applies: to each layer, or to all prunable weights ranked together.
 SCOPES = ("layerwise", "global")
+RETRAIN_STRATEGIES = ("rewind", "finetune", "lr_rewind")  # how IMP trains each round's ticket (prune.retrain)
 # How the scale (gamma) of normalization layers starts: default (the layer's own, 1) or uniform
 # (U[0, 1), OpenLTH's batchnorm_init='uniform'); see tickets.ticket.initialize_.
 NORM_INITS = ("default", "uniform")
@@ -76,6 +77,12 @@ class PruneConfig:
     rewind: str = "0"
     controls: list = field(default_factory=lambda: ["reinit", "random_prune"])
     criterion_batches: int = 4
+    # How each round's ticket is trained: rewind (weights to theta_k, train k to T), finetune (the
+    # previous round's trained weights, retrain_iterations at the final learning rate) or
+    # lr_rewind (the previous round's trained weights, learning rates replayed from k to T).
+    # retrain_iterations: finetune's length ("500it", "2ep"); none: T - k, rewinding's budget.
+    retrain: str = "rewind"
+    retrain_iterations: typing.Any = None
 
 
 @dataclass
@@ -303,6 +310,12 @@ def validate(config: RunConfig) -> None:
     if p.scope not in SCOPES:
         raise TicketsError(f"unknown scope {p.scope!r}; use one of {', '.join(SCOPES)}")
     parse_rewind(p.rewind)
+    if p.retrain not in RETRAIN_STRATEGIES:
+        raise TicketsError(f"unknown prune.retrain {p.retrain!r}; use one of {', '.join(RETRAIN_STRATEGIES)}")
+    if p.retrain_iterations is not None:
+        amount, _ = parse_point(p.retrain_iterations, "prune.retrain_iterations")
+        if amount < 1:
+            raise TicketsError(f"prune.retrain_iterations must be at least 1 iteration, got {p.retrain_iterations!r}")
     if p.criterion_batches < 1:
         raise TicketsError(f"prune.criterion_batches must be at least 1, got {p.criterion_batches}")
     if not all(isinstance(c, str) for c in p.controls):
@@ -399,7 +412,7 @@ def check_names(config: RunConfig, registry) -> None:
 # Keys added after runs were already named by their fingerprint, with the value that gives the
 # behaviour from before the key existed. A key at that value is left out of the fingerprint, so
 # those runs keep their names (and resume); any other value changes the name, as it changes results.
-LATER_KEYS = {"model.norm_init": "default"}
+LATER_KEYS = {"model.norm_init": "default", "prune.retrain": "rewind", "prune.retrain_iterations": None}
 
 
 def fingerprint(config: RunConfig) -> str:

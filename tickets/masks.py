@@ -166,12 +166,22 @@ def _flat_scores(score: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
 
 
 def _keep_top(alive: torch.Tensor, scores: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """Keep the highest-scoring survivors after removing ``pruned_count`` of them (ties: at random)."""
+    """Keep the highest-scoring survivors after removing ``pruned_count`` of them (ties: at random).
+
+    The survivors are shuffled first; among scores equal to the lowest kept one, those earliest
+    in that order stay. That is what a stable descending sort of the shuffled survivors keeps,
+    found by selection (O(n)) rather than by sorting.
+    """
     alive_idx = alive.nonzero().flatten()
-    # shuffled first: the stable sort then leaves equal scores in this random order
     alive_idx = alive_idx[torch.randperm(alive_idx.numel(), generator=generator)]
     n_keep = alive_idx.numel() - pruned_count(alive_idx.numel(), fraction)
-    order = torch.argsort(scores[alive_idx], descending=True, stable=True)
     out = torch.zeros_like(alive)
-    out[alive_idx[order[:n_keep]]] = True
+    if n_keep <= 0:
+        return out
+    shuffled = scores[alive_idx]
+    lowest_kept = shuffled.kthvalue(shuffled.numel() - n_keep + 1).values
+    above = shuffled > lowest_kept
+    tied = (shuffled == lowest_kept).nonzero().flatten()[: n_keep - int(above.sum())]
+    out[alive_idx[above]] = True
+    out[alive_idx[tied]] = True
     return out

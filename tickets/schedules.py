@@ -41,3 +41,18 @@ def lr_factor(config: RunConfig, make_schedule, total: int, per_epoch: int) -> L
         raise TicketsError(f"warmup {t.warmup!r} ({warmup} iterations) is beyond the end of training "
                            f"({total} iterations, {per_epoch} per epoch); use a shorter --warmup or train longer")
     return Warmup(schedule, warmup) if warmup else schedule
+
+
+class Shifted:
+    """``factor(min(t + offset, last))``: the schedule seen from another place on it (see ``Ticket.lr_offset``)."""
+
+    def __init__(self, factor: LrFactor, offset: int, last: int):
+        self.factor, self.offset, self.last = factor, offset, last
+
+    def __call__(self, iteration: int) -> float:
+        return self.factor(min(iteration + self.offset, self.last))
+
+
+def shifted(factor: LrFactor, offset: int, last: int) -> LrFactor:
+    """The multiplier at iteration t is ``factor``'s at ``t + offset``, its value at ``last`` beyond it."""
+    return Shifted(factor, offset, last)

@@ -123,6 +123,14 @@ def _row_of(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in RECORD_KEYS}
 
 
+def _row_key(record: dict) -> tuple:
+    return tuple(str(record[k]) for k in ROW_KEY)
+
+
+def _in_results_order(rows) -> list[dict]:
+    return sorted(rows, key=lambda r: (int(r["seed"]), int(r["round"]), r["variant"] != "ticket", r["variant"]))
+
+
 def _file_problem(path: Path, digest: str) -> str | None:
     """"is missing", "does not match its checksum", or None when the file has the recorded sha256."""
     if not path.is_file():
@@ -180,6 +188,7 @@ class RunStore:
         self.root = Path(root)
         self.name = name
         self.dir = self.root / name
+        self._rows: dict[tuple, dict] | None = None  # results.csv's rows by network, once read (add_result)
 
     # layout -----------------------------------------------------------------
     @property
@@ -299,14 +308,29 @@ class RunStore:
 
     def finished_rows(self) -> list[dict]:
         """The rows of every finished network, from the done.json files, in results.csv order."""
-        rows = [_row_of(record) for done in self.dir.glob("seed_*/round_*/*/done.json")
-                if (record := _read_record(done)) is not None and all(k in record for k in ROW_KEY)]
-        rows.sort(key=lambda r: (int(r["seed"]), int(r["round"]), r["variant"] != "ticket", r["variant"]))
-        return rows
+        return _in_results_order(self._read_finished_rows().values())
+
+    def _read_finished_rows(self) -> dict[tuple, dict]:
+        return {_row_key(record): _row_of(record) for done in self.dir.glob("seed_*/round_*/*/done.json")
+                if (record := _read_record(done)) is not None and all(k in record for k in ROW_KEY)}
 
     def rebuild_results(self) -> None:
         """Write results.csv from the finished networks' done.json files (heals a lost or damaged one)."""
-        write_csv_rows(self.results_path, RESULT_COLUMNS, self.finished_rows())
+        self._rows = self._read_finished_rows()
+        write_csv_rows(self.results_path, RESULT_COLUMNS, _in_results_order(self._rows.values()))
+
+    def add_result(self, job_dir: Path) -> None:
+        """Add a network that just finished to results.csv: :meth:`rebuild_results`'s file, reading one done.json.
+
+        The driver calls it after every network, so it keeps the rows it read; it reads them all
+        once, on the first call.
+        """
+        if self._rows is None:
+            return self.rebuild_results()
+        record = self.done_record(job_dir)
+        if record is not None and all(k in record for k in ROW_KEY):
+            self._rows[_row_key(record)] = _row_of(record)
+        write_csv_rows(self.results_path, RESULT_COLUMNS, _in_results_order(self._rows.values()))
 
     def results_problem(self) -> str | None:
         """Why results.csv does not hold exactly the finished networks' rows, or None when it does."""
@@ -368,15 +392,15 @@ class RunStore:
 
 
 def environment_versions() -> dict:
-    """Versions of the software a run used."""
-    import pytorch_lightning
+    """Versions of the software a run used (Lightning's from its metadata: importing it takes seconds)."""
+    from importlib.metadata import version
 
     from tickets.meta import __version__
 
     return {
         "tickets": __version__,
         "torch": torch.__version__,
-        "pytorch_lightning": pytorch_lightning.__version__,
+        "pytorch_lightning": version("pytorch_lightning"),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }

@@ -14,17 +14,26 @@ State = dict[str, torch.Tensor]
 
 @dataclass
 class Ticket:
-    """A network to train: a mask over starting weights.
+    """A network to train: a mask over starting weights, and the span of the schedule it trains.
 
-    ``state`` is a full ``state_dict`` (every parameter and buffer) the network starts from;
-    ``start_iteration`` is where its training begins (the rewind point); ``pruned_values``,
-    when given, holds the values pruned weights are frozen at instead of zero (name -> tensor).
+    ``state`` is a full ``state_dict`` (every parameter and buffer) the network starts from
+    (the mask is applied to it before the first step); ``pruned_values``, when given, holds the
+    values pruned weights are frozen at instead of zero (name -> tensor).
+
+    The span: it trains iterations ``start_iteration`` (the rewind point) to ``end_iteration``
+    (None: the end of the run's schedule, T), on the batches the dense network saw at those
+    iterations. The step at iteration t uses the learning rate the schedule gives at
+    ``t + lr_offset``, or its last value (at T - 1) past the end: ``lr_offset = 0`` replays the
+    schedule, ``lr_offset = T - 1 - start_iteration`` trains at the final learning rate
+    throughout (fine-tuning). Optimizer state always starts fresh.
     """
 
     mask: Mask
     state: State
     start_iteration: int = 0
     pruned_values: State | None = None
+    end_iteration: int | None = None
+    lr_offset: int = 0
 
     def with_(self, **changes) -> "Ticket":
         """A copy with some fields replaced."""
@@ -48,9 +57,19 @@ class CriterionContext:
     criterion_batches: int = 4
 
 
+def _no_trained_network() -> State:
+    raise ValueError("this network has no previous round: round 0 is the dense network")
+
+
 @dataclass
 class ControlContext:
-    """What a control sees (see ``register_controls``)."""
+    """What a control sees (see ``register_controls``).
+
+    ``trained()`` loads the previous round's trained ticket (round 0's dense network for
+    round 1) as a full state dict; the network then records that file as one of its inputs.
+    ``schedule_end`` is T, the iterations of the run's schedule; ``rewind_iteration`` is k;
+    ``retrain_iterations`` is ``prune.retrain_iterations`` (default T - k).
+    """
 
     seed: int
     round: int
@@ -60,6 +79,10 @@ class ControlContext:
     prunable: list[str]
     initialize: Callable[[torch.Generator], State]
     extra: dict = field(default_factory=dict)
+    trained: Callable[[], State] = _no_trained_network
+    schedule_end: int = 0
+    rewind_iteration: int = 0
+    retrain_iterations: int = 0
 
 
 def initialize_(model: nn.Module, init: Callable, generator: torch.Generator, norm_init: str = "default") -> None:

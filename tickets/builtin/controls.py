@@ -3,8 +3,20 @@
 Frankle & Carbin's controls (reinit, random_prune) and Zhou et al.'s treatments of the kept
 weights (reshuffle, signed_reinit, signed_constant, rand_signed_constant) and of the pruned
 ones (freeze_pruned). "Initial" values are the ticket's starting weights (``ticket.state``:
-theta_0, or theta_k with late rewinding). Controls change only the prunable weights; biases
-and normalization parameters stay as in the ticket. None modifies the ticket it is given.
+theta_0, or theta_k with late rewinding). Those controls change only the prunable weights;
+biases and normalization parameters stay as in the ticket. None modifies the ticket it is given.
+
+The retraining strategies say where a network starts and which span of the schedule it
+trains (Renda et al. 2020; Liu et al. 2019), with T the schedule's iterations and k the rewind
+point; all see the dense network's batches for the iterations they train, with fresh
+optimizer state:
+
+- ``finetune``: the previous round's trained ticket under this round's mask, trained
+  ``prune.retrain_iterations`` (default T - k) at the schedule's final learning rate.
+- ``lr_rewind``: the same start, trained from k to T replaying the schedule's learning rates.
+- ``scratch``: fresh weights (drawn like reinit's) under the mask, trained from 0 to T (Scratch-E).
+
+``prune.retrain: finetune | lr_rewind`` trains the round's ticket itself with that strategy.
 """
 import torch
 
@@ -68,13 +80,33 @@ def freeze_pruned(ticket, ctx):
     return ticket.with_(pruned_values={name: ticket.state[name].clone() for name in ctx.prunable})
 
 
+def finetune(ticket, ctx):
+    """The previous round's trained ticket under this mask, ``retrain_iterations`` at the final learning rate."""
+    start = ctx.rewind_iteration
+    return ticket.with_(state=ctx.trained(), pruned_values=None, start_iteration=start,
+                        end_iteration=start + ctx.retrain_iterations, lr_offset=ctx.schedule_end - 1 - start)
+
+
+def lr_rewind(ticket, ctx):
+    """The previous round's trained ticket under this mask, trained from k to T on the schedule's learning rates."""
+    return ticket.with_(state=ctx.trained(), pruned_values=None, start_iteration=ctx.rewind_iteration,
+                        end_iteration=ctx.schedule_end, lr_offset=0)
+
+
+def scratch(ticket, ctx):
+    """Fresh weights (the run's initializer) under the ticket's mask, trained the whole schedule, 0 to T."""
+    return ticket.with_(state=ctx.initialize(ctx.generator), pruned_values=None, start_iteration=0,
+                        end_iteration=ctx.schedule_end, lr_offset=0)
+
+
+RETRAINING = (finetune, lr_rewind, scratch)
 CONTROLS = (reinit, random_prune, reshuffle, signed_reinit, signed_constant, rand_signed_constant, freeze_pruned)
 
 
 @hookimpl
 def register_controls(register):
-    """reinit, random_prune (Frankle & Carbin) and Zhou et al.'s reshuffle, signed reinit, signed constants,
-    frozen pruned weights."""
+    """reinit, random_prune (Frankle & Carbin), Zhou et al.'s reshuffle, signed reinit, signed constants,
+    frozen pruned weights, and the retraining strategies finetune, lr_rewind (Renda et al.), scratch (Liu et al.)."""
     register("reinit", reinit, description="ticket's mask, fresh weights from the same initializer (new seed)")
     register("random_prune", random_prune,
              description="random mask with the ticket's per-layer counts, over the rewound weights")
@@ -86,3 +118,8 @@ def register_controls(register):
              description="ticket's mask, weights +-std(layer's init) with random signs")
     register("freeze_pruned", freeze_pruned,
              description="ticket, pruned weights frozen at their initial values instead of zero")
+    register("finetune", finetune,
+             description="previous round's trained ticket under the mask, retrained at the final learning rate")
+    register("lr_rewind", lr_rewind,
+             description="previous round's trained ticket under the mask, learning rates replayed from k to T")
+    register("scratch", scratch, description="fresh weights under the mask, trained the whole schedule 0 to T")

@@ -33,9 +33,10 @@ from tickets.engine.contexts import Overrides, load_context
 from tickets.errors import TicketsError
 from tickets.loggers import close_loggers, network_loggers
 from tickets.masks import Mask
+from tickets.schedules import shifted
 from tickets.store import atomic_torch_save, write_csv_rows
 from tickets.ticket import Ticket
-from tickets.training import METRIC_COLUMNS, TrainingPlan, TrainOutcome, train
+from tickets.training import METRIC_COLUMNS, TrainingPlan, TrainOutcome
 from tickets.training.distributed import device_count, in_rank_process, rank, run_distributed
 
 RUNNING_MARKER = ".running.json"
@@ -171,16 +172,23 @@ def train_in(context: RunContext, model, network: Network, net_dir: Path, label:
 
     A checkpoint left there by an interrupted process is resumed from (see :mod:`tickets.checkpoint`).
     """
+    from tickets.training.loop import train  # Lightning: imported where networks train, never by the driver
+
     t = context.config.train
     torch.manual_seed(network.torch_seed)
     checkpoint = Checkpoint(net_dir, t.checkpoint_every, on_resume=lambda iteration: print(
         f"{label} | resuming from its checkpoint at iteration {iteration}", file=sys.stderr, flush=True)) \
         if network.checkpoint else None
-    end = context.schedule.total if network.end_iteration is None else network.end_iteration
-    return train(model, network.ticket, TrainingPlan(
+    ticket, total = network.ticket, context.schedule.total
+    end = network.end_iteration if network.end_iteration is not None else ticket.end_iteration
+    end = total if end is None else end
+    factor = context.lr_factor
+    if ticket.lr_offset or end > total:  # the ticket's own place on the schedule (see Ticket)
+        factor = shifted(factor, ticket.lr_offset, last=total - 1)
+    return train(model, ticket, TrainingPlan(
         network.make_optimizer or context.make_optimizer, context.splits, end_iteration=end,
         eval_every=t.eval_every, batch_size=t.batch_size, data_seed=network.data_seed, accelerator=t.accelerator,
-        devices=t.devices, precision=t.precision, capture_at=tuple(network.capture_at), lr_factor=context.lr_factor,
+        devices=t.devices, precision=t.precision, capture_at=tuple(network.capture_at), lr_factor=factor,
         augment=context.augment, on_eval=on_eval, loggers=list(loggers), checkpoint=checkpoint))
 
 

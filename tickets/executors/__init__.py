@@ -113,7 +113,8 @@ def make_executor(plan: ExecutionPlan, progress, label: Callable[[object], str])
     if plan.executor == "local":
         from tickets.executors.local import LocalExecutor
 
-        return LocalExecutor(plan, on_eval, warn=progress.warn)
+        # the evaluations only feed the live display: without one, workers need not send them
+        return LocalExecutor(plan, on_eval if progress.live else None, warn=progress.warn)
     from tickets.executors.serial import SerialExecutor
 
     return SerialExecutor(on_eval)

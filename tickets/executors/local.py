@@ -36,15 +36,17 @@ def _worker_main(conn, threads: int, env: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
-    import tickets.engine.netjob  # noqa: F401 - the slow imports (Lightning), done while the driver prepares the run
+    import tickets.engine.netjob  # noqa: F401 - the slow imports, done while the driver prepares the run
+    import tickets.training.loop  # noqa: F401 - Lightning
 
     torch.set_num_threads(threads)
     while True:
-        job = conn.recv()
-        if job is None:
+        message = conn.recv()
+        if message is None:
             return
+        job, stream_evals = message
         try:
-            row = job.run(on_eval=lambda row: conn.send(("eval", job, row)))
+            row = job.run(on_eval=(lambda row: conn.send(("eval", job, row))) if stream_evals else None)
             conn.send(("done", job, row))
         except TicketsError as error:
             conn.send(("user_error", job, str(error)))
@@ -139,7 +141,8 @@ def _stop_early() -> None:
 class LocalExecutor:
     """A pool of worker processes on this machine."""
 
-    def __init__(self, plan, on_eval: Callable[[object, dict], None], warn: Callable[[str], None]):
+    def __init__(self, plan, on_eval: Callable[[object, dict], None] | None, warn: Callable[[str], None]):
+        """``on_eval(job, row)`` receives every evaluation of a running job; None: workers send none."""
         self.plan = plan
         self.capacity = plan.workers
         self.on_eval = on_eval
@@ -156,6 +159,12 @@ class LocalExecutor:
 
     def __enter__(self) -> "LocalExecutor":
         self._workers = _adopt_early(self.plan) or [self._start(i) for i in range(self.capacity)]
+        # The workers have the cores; the driver's own tensor work (masks) takes one thread, so
+        # that its idle threads do not spin on cores the workers train on.
+        import torch
+
+        self._driver_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         return self
 
     def submit(self, job) -> None:
@@ -164,7 +173,7 @@ class LocalExecutor:
             worker = self._workers[self._workers.index(worker)] = self._start(worker.index)
         worker.job = job
         self._attempts[job.key] = self._attempts.get(job.key, 0) + 1
-        worker.conn.send(job)
+        worker.conn.send((job, self.on_eval is not None))
 
     def wait(self) -> list[tuple[object, dict]]:
         finished: list[tuple[object, dict]] = []
@@ -210,7 +219,7 @@ class LocalExecutor:
         self.warn(f"worker {worker.index} died ({cause}) training {job.describe()}; retrying it")
         fresh.job = job
         self._attempts[job.key] += 1
-        fresh.conn.send(job)
+        fresh.conn.send((job, self.on_eval is not None))
 
     def __exit__(self, *exc) -> None:
         for worker in self._workers:
@@ -226,3 +235,6 @@ class LocalExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
         self._workers = []
+        import torch
+
+        torch.set_num_threads(self._driver_threads)

@@ -7,4 +7,5 @@ import signal
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-import tickets.engine.netjob  # noqa: E402,F401 - torch and Lightning, imported once for every worker
+import tickets.engine.netjob  # noqa: E402,F401 - torch and the job core, imported once for every worker
+import tickets.training.loop  # noqa: E402,F401 - Lightning

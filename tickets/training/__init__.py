@@ -15,12 +15,21 @@ The step at iteration t uses the learning rate ``lr * lr_factor(t)`` (see
 :mod:`tickets.schedules`) on the batch of iteration t, augmented (see :mod:`tickets.augment`).
 """
 from tickets.training.batches import BatchStream, iterations_per_epoch
-from tickets.training.loop import train, train_network
 from tickets.training.metrics import METRIC_COLUMNS, TrainOutcome, loss_and_accuracy, summarize_metrics
-from tickets.training.module import MaskedTraining
 from tickets.training.plan import TrainingPlan
-from tickets.training.trainer import check_trainer_settings, make_trainer
 
 __all__ = ["BatchStream", "iterations_per_epoch", "train", "train_network", "METRIC_COLUMNS", "TrainOutcome",
            "loss_and_accuracy", "summarize_metrics", "MaskedTraining", "TrainingPlan", "check_trainer_settings",
            "make_trainer"]
+
+# These import Lightning (2-3 s), which a driver that only schedules networks never needs.
+_LIGHTNING_BACKED = {"train": "loop", "train_network": "loop", "MaskedTraining": "module",
+                     "check_trainer_settings": "trainer", "make_trainer": "trainer"}
+
+
+def __getattr__(name: str):
+    if name in _LIGHTNING_BACKED:
+        import importlib
+
+        return getattr(importlib.import_module(f"tickets.training.{_LIGHTNING_BACKED[name]}"), name)
+    raise AttributeError(f"module 'tickets.training' has no attribute {name!r}")

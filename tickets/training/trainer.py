@@ -8,10 +8,12 @@ import torch
 from tickets.errors import TicketsError
 from tickets.machine import available_devices
 from tickets.training.distributed import device_count, in_rank_process
-from tickets.training.lightning import LIGHTNING_LOGGERS, pl
+
+# Settings every machine can train with: checking them needs no Trainer (nor Lightning's import).
+ALWAYS_AVAILABLE = {"accelerator": ("cpu",), "devices": (1, "1"), "precision": ("32-true", "32", 32)}
 
 
-def make_trainer(accelerator: str, devices, precision: str, loggers: list | None = None) -> pl.Trainer:
+def make_trainer(accelerator: str, devices, precision: str, loggers: list | None = None):
     """A Lightning Trainer with everything but the training loop switched off (and ``loggers``, if any).
 
     Inside the processes of a distributed network (see :mod:`tickets.distributed`) it uses DDP
@@ -19,6 +21,8 @@ def make_trainer(accelerator: str, devices, precision: str, loggers: list | None
     run are a TicketsError that says what the machine has.
     """
     from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    from tickets.training.lightning import LIGHTNING_LOGGERS, pl
 
     for name in LIGHTNING_LOGGERS:  # its per-fit chatter ("GPU available: False ...") says nothing useful
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -64,4 +68,7 @@ def check_trainer_settings(accelerator: str, devices, precision: str) -> None:
                                f"but this machine has {available_devices()}; "
                                "use fewer devices or --accelerator cpu")
         devices = 1
+    settings = {"accelerator": accelerator, "devices": devices, "precision": precision}
+    if all(value in ALWAYS_AVAILABLE[key] for key, value in settings.items()):
+        return
     make_trainer(accelerator, devices, precision)

@@ -70,7 +70,7 @@ class ImpGraph(Graph):
         return [self.job(seed, next_round, v) for v in ("ticket", *self.config.prune.controls)]
 
     def record(self, job: ImpJob, row: dict) -> None:
-        self.store.rebuild_results()
+        self.store.add_result(job.dir)
         self.check_learning(job, row, self.context.splits.num_classes)
         if row.get("status") == DIVERGED:
             start = 0 if job.round == 0 else self.context.schedule.rewind

@@ -60,11 +60,17 @@ class ImpJob(NetworkJob):
     def network(self, context: RunContext, model) -> Network:
         init_path, rewind_path, mask_path = self._files(context)
         capture = (context.schedule.rewind,) if self.round == 0 else ()
-        return Network(self._ticket(context, model), data_seed=self.seed, torch_seed=stable_seed(*self.key),
-                       inputs=[init_path, rewind_path, mask_path], capture_at=capture)
+        read: list[Path] = []  # what the ticket was built from besides these (e.g. the previous round's network)
+        ticket = self._ticket(context, model, read)
+        return Network(ticket, data_seed=self.seed, torch_seed=stable_seed(*self.key),
+                       inputs=[init_path, rewind_path, mask_path, *read], capture_at=capture)
 
-    def _ticket(self, context: RunContext, model) -> Ticket:
-        """The network to train: the dense net, the round's ticket, or a control derived from it."""
+    def _ticket(self, context: RunContext, model, read: list[Path]) -> Ticket:
+        """The network to train: the dense net, the round's ticket, or a control derived from it.
+
+        The round's ticket is theta_k under the mask, or, with ``prune.retrain`` finetune or
+        lr_rewind, what that strategy (a control) derives from it.
+        """
         init_path, rewind_path, mask_path = self._files(context)
         theta0 = load_input(context, init_path)
         if self.round == 0:
@@ -73,16 +79,28 @@ class ImpJob(NetworkJob):
         rewind_state = load_input(context, rewind_path)
         ticket = Ticket(mask, rewind_state, context.schedule.rewind)
         if self.variant == "ticket":
-            return ticket
+            retrain = context.components.retrain
+            return ticket if retrain is None else retrain(ticket, self._control_context(context, model, theta0,
+                                                                                         rewind_state, read))
         control = context.components.controls.get(self.variant)
         if control is None:
             raise TicketsError(f"control {self.variant!r} is not in this run's config; add it with --controls")
-        ctx = ControlContext(
+        return control(ticket, self._control_context(context, model, theta0, rewind_state, read))
+
+    def _control_context(self, context: RunContext, model, theta0, rewind_state, read: list[Path]) -> ControlContext:
+        trained_path = context.store.network_dir(self.seed, self.round - 1, "ticket") / "final.pt"
+
+        def trained():
+            read.append(trained_path)
+            return load_input(context, trained_path)
+
+        schedule = context.schedule
+        return ControlContext(
             seed=self.seed, round=self.round, generator=torch.Generator().manual_seed(stable_seed(*self.key)),
             init=theta0, rewind=rewind_state, prunable=prunable_names(model),
-            initialize=partial(fresh_state, context),
+            initialize=partial(fresh_state, context), trained=trained, schedule_end=schedule.total,
+            rewind_iteration=schedule.rewind, retrain_iterations=schedule.retrain,
         )
-        return control(ticket, ctx)
 
     def finish(self, context: RunContext, model, network: Network, outcome: TrainOutcome) -> dict:
         """The dense ticket saves theta_k (rewind.pt); a control with a mask of its own saves it."""

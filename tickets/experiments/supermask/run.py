@@ -44,7 +44,7 @@ class SupermaskGraph(Graph):
         return self.context.schedule.total
 
     def record(self, job: SupermaskJob, row: dict) -> None:
-        self.context.store.rebuild_results()
+        self.context.store.add_result(job.dir)
         self.check_learning(job, row, self.context.splits.num_classes)
         if row.get("status") == DIVERGED:
             self.progress.warn(diverged_warning(self.label(job), int(row["iterations"]), ends_chain=False))
