@@ -1,6 +1,6 @@
 """tickets: a lottery-ticket laboratory.
 
-The public face: the commands as functions (:func:`prune`, :func:`train`, :func:`compare`,
+The public face: the commands as functions (:func:`prune`, :func:`train`, :func:`compare`, :func:`transfer`,
 :func:`stability`, :func:`supermask`, :func:`check`, :func:`load_run`), the
 :class:`Run` they return, :class:`TicketsError` for bad input, and :data:`hookimpl`, the marker
 third-party plugins put on their hook implementations. See :mod:`tickets.api`.
@@ -11,7 +11,7 @@ from tickets.errors import TicketsError
 from tickets.meta import PROJECT_NAME, __version__, hookimpl
 
 # (`report` stays tickets.api.report and Run.report: tickets.report is the report package.)
-_API = ("prune", "train", "compare", "stability", "supermask", "check", "load_run", "Run")
+_API = ("prune", "train", "compare", "transfer", "stability", "supermask", "check", "load_run", "Run")
 
 __all__ = ["hookimpl", "TicketsError", "__version__", "PROJECT_NAME", *_API]
 

@@ -125,6 +125,34 @@ def compare(run: "str | Path | Run", controls: list[str], *, accelerator: str | 
                            loggers=loggers or None, quiet=quiet, execution=execution).dir)
 
 
+def transfer(run: "str | Path | Run", *, dataset: str | None = None, optimizer: str | None = None,
+             lr: float | None = None, set: dict | None = None, controls: list[str] | None = None,
+             name: str | None = None, out: str | Path | None = None, quiet: bool = False, **execution) -> "Run":
+    """Train ``run``'s tickets (its masks over its theta_0, or theta_k) on other settings: ``tickets transfer``.
+
+    ``dataset``, ``optimizer``, ``lr`` and ``set`` (any key that keeps the architecture) say what
+    changes; ``controls`` (default reinit and random_prune) are trained on the target too. The new
+    run goes under ``out`` (default: beside ``run``), named after ``run`` and the changes unless
+    ``name`` is given.
+    """
+    from tickets.experiments.imp.transfer import run_transfer, transfer_config
+
+    unknown = [k for k in execution if k not in EXECUTION_FLAGS]
+    if unknown:
+        raise TicketsError(f"tickets transfer does not take {', '.join(unknown)}; give dataset, optimizer, lr, "
+                           "set, controls, name, out or execution settings")
+    source = _path(run)
+    changes = {key: value for key, value in (("data.dataset", dataset), ("train.optimizer", optimizer),
+                                             ("train.lr", lr)) if value is not None}
+    changes.update(_sets(set))
+    changes.update({FLAG_KEYS[k]: v for k, v in execution.items() if v is not None})
+    if controls is not None:
+        controls = [] if controls in ("none", ["none"]) else list(controls)
+    target = transfer_config(source, changes, controls, name)
+    out = source.parent if out is None else Path(out)
+    return Run(run_transfer(source, target, out, _registry(), quiet=quiet).dir)
+
+
 def supermask(*, config: str | None = None, set: dict | None = None, out: str | Path = "outputs", quiet: bool = False,
               **flags) -> "Run":
     """Learn a mask over frozen random weights for every seed (resumable): ``tickets supermask``."""

@@ -328,6 +328,31 @@ def compare(run, controls, accelerator, devices, loggers, quiet, **execution):
 
 @main.command()
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dataset", help="The target dataset (same input shape; the output layer adapts to its classes).")
+@click.option("--optimizer", help="The target optimizer.")
+@click.option("--lr", type=float, help="The target learning rate.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any other setting that keeps the architecture, e.g. train.epochs=2 (repeatable).")
+@click.option("--controls", help="Controls trained on the target (default reinit,random_prune), or none.")
+@click.option("--name", help="The new run's name (default: RUN's and the changes').")
+@click.option("--out", help="Folder for the new run (default: RUN's folder).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@execution_options
+def transfer(run, dataset, optimizer, lr, sets, controls, name, out, quiet, **execution):
+    """Train RUN's tickets (its masks over its starting weights) on another dataset or optimizer, with controls."""
+    from tickets import api
+    from tickets.config import parse_set
+
+    execution["workers"] = _workers(execution["workers"])
+    _import_report_meanwhile()
+    result = api.transfer(run, dataset=dataset, optimizer=optimizer, lr=lr, set=dict(parse_set(s) for s in sets),
+                          controls=_controls(controls) if controls is not None else None, name=name, out=out,
+                          quiet=quiet, **{k: v for k, v in execution.items() if v is not None})
+    _finish(result, quiet)
+
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
 def check(run):
     """Verify every file of RUN against its recorded checksums; say what is wrong (exit 4) and what to do."""
     from tickets import api

@@ -246,6 +246,11 @@ def nest(dotted: dict[str, Any]) -> dict:
     return out
 
 
+def apply_dotted(config: RunConfig, dotted: dict[str, Any], source: str = "--set") -> None:
+    """Set dotted config keys (``{"train.lr": 0.1}``) on ``config``, typed as the dataclasses say."""
+    _apply(config, nest(dotted), source)
+
+
 # A newcomer's `tickets prune` runs 3 seeds, so that its report can test tickets against controls.
 COMMAND_DEFAULTS = {"prune": {"seeds": [0, 1, 2]}}
 

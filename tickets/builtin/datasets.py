@@ -1,4 +1,5 @@
-"""Built-in datasets: embedded MNIST digits (the default, no network) and torchvision's sets.
+"""Built-in datasets: embedded MNIST digits (the default), UCI digits from scikit-learn (both with
+no network) and torchvision's sets.
 
 Every loader is ``load(data_dir, download) -> TensorData`` with uint8 ``N x C x H x W`` images
 and int64 labels. The torchvision datasets read the usual torchvision folder layout under
@@ -19,6 +20,13 @@ from tickets.errors import TicketsError
 from tickets.meta import hookimpl
 
 DIGITS_FILE = "digits.npz"
+
+# uci_digits: a stratified split with numpy's legacy RandomState (its stream is frozen, NEP 19).
+UCI_DIGITS_SPLIT_SEED = 1797
+UCI_DIGITS_TEST_PER_CLASS = 36  # 360 test / 1,437 train of the 1,797 images
+# Bilinear 8 -> 28 with align_corners=False samples at (4i - 5) / 14, so each axis weighs two
+# neighbours by multiples of 1/14 and every exact output pixel is a multiple of 1/196 of the 0..16 inputs.
+UCI_DIGITS_GRID = 196
 
 # Per-channel mean and std of the training images, in [0, 1] units.
 MNIST_STATS = ((0.1307,), (0.3081,))
@@ -53,6 +61,54 @@ def digits(data_dir: str | None = None, download: bool = False) -> TensorData:
         num_classes=10,
         mean=(round(pixels.mean().item(), 4),),
         std=(round(pixels.std().item(), 4),),
+    )
+
+
+def uci_digits(data_dir: str | None = None, download: bool = False) -> TensorData:
+    """UCI handwritten digits, 1,437 train / 360 test 8x8 images resized to 28x28, from scikit-learn (no network).
+
+    The 1,797 images of ``sklearn.datasets.load_digits()`` (the UCI "Optical Recognition of
+    Handwritten Digits" test set, pixels 0..16), resized to 28x28 with bilinear interpolation
+    (``align_corners=False``), scaled to 0..255 and rounded half up to uint8. The split is fixed:
+    36 test images per class drawn with numpy's ``RandomState(1797)``, the rest for training, both
+    shuffled (``tickets/datasets_files/README.md``). ``data_dir`` and ``download`` are ignored.
+    Mean and std are those of the 1,437 training images.
+    """
+    try:
+        from sklearn.datasets import load_digits  # only now: it is slow to import
+    except ImportError:
+        raise TicketsError("dataset 'uci_digits' needs scikit-learn, which is not installed: "
+                           "pip install scikit-learn") from None
+    bunch = load_digits()
+    images, labels = np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+    rng = np.random.RandomState(UCI_DIGITS_SPLIT_SEED)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        order = rng.permutation(np.flatnonzero(labels == c))
+        test_idx.append(order[:UCI_DIGITS_TEST_PER_CLASS])
+        train_idx.append(order[UCI_DIGITS_TEST_PER_CLASS:])
+    train_idx = rng.permutation(np.concatenate(train_idx))
+    test_idx = rng.permutation(np.concatenate(test_idx))
+
+    # Resize to the 28x28 of the digits models, then scale 0..16 to 0..255: the float64 result is snapped
+    # to its exact 1/196 grid and rounded half up in integers, so no float rounding decides a tie and
+    # the images are the same bits on every machine.
+    raw = torch.from_numpy(images).unsqueeze(1)  # N x 1 x 8 x 8, float64 in 0..16
+    resized = torch.nn.functional.interpolate(raw, size=(28, 28), mode="bilinear", align_corners=False)
+    grid = (resized * UCI_DIGITS_GRID).round().long()  # exact: 0 .. 16 * 196
+    scale = 16 * UCI_DIGITS_GRID
+    x = ((2 * 255 * grid + scale) // (2 * scale)).to(torch.uint8)  # round(255 * grid / scale), halves up
+    y = torch.from_numpy(labels)
+    train_x = x[torch.from_numpy(train_idx)].contiguous()
+    scaled = train_x.double() / 255.0
+    return TensorData(
+        train_x=train_x,
+        train_y=y[torch.from_numpy(train_idx)].contiguous(),
+        test_x=x[torch.from_numpy(test_idx)].contiguous(),
+        test_y=y[torch.from_numpy(test_idx)].contiguous(),
+        num_classes=10,
+        mean=(round(scaled.mean().item(), 4),),
+        std=(round(scaled.std().item(), 4),),
     )
 
 
@@ -171,6 +227,6 @@ def cifar10(data_dir: str | None, download: bool) -> TensorData:
 
 @hookimpl
 def register_datasets(register):
-    """digits (embedded MNIST subset, the default), mnist, fashion_mnist, cifar10."""
-    for load in (digits, mnist, fashion_mnist, cifar10):
+    """digits (embedded MNIST subset, the default), uci_digits, mnist, fashion_mnist, cifar10."""
+    for load in (digits, uci_digits, mnist, fashion_mnist, cifar10):
         register(load.__name__, load, description=load.__doc__.strip().splitlines()[0])
