@@ -146,3 +146,33 @@ def test_the_default_is_weight_rewinding_and_keeps_run_names(tmp_path):
     assert config_mod.fingerprint(explicit) == config_mod.fingerprint(default)
     assert config_mod.fingerprint(config_mod.from_dict({"prune": {"retrain": "finetune"}})) != \
         config_mod.fingerprint(default)
+
+
+SHORT_FINETUNE = '''
+import tickets
+
+
+def short_finetune(ticket, ctx):
+    """Three iterations from the previous round's trained ticket at the learning rate of iteration 10."""
+    k = ctx.rewind_iteration
+    return ticket.with_(state=ctx.trained(), start_iteration=k, end_iteration=k + 3, lr_offset=10 - k)
+
+
+@tickets.hookimpl
+def register_controls(register):
+    register("short_finetune", short_finetune, description="three iterations from the trained ticket")
+'''
+
+
+def test_a_control_plugin_says_where_its_network_starts_and_what_it_trains(tmp_path, site):
+    site.install("tickets-short", "0.1", {"short_finetune_plugin": SHORT_FINETUNE}, {"short": "short_finetune_plugin"})
+    run = prune_tiny(tmp_path / "out", "p", *SETTINGS, "--controls", "short_finetune")
+    rows = metrics(run, 0, 1, "short_finetune")
+    dense = metrics(run, 0, 0, "ticket")
+    lr_at = {int(r["iteration"]): r["lr"] for r in dense}
+    assert [int(r["iteration"]) for r in rows] == [5, 6, 7, 8]
+    assert [r["lr"] for r in rows] == [lr_at[10], lr_at[11], lr_at[12], lr_at[13]]
+    previous = load(run / "seed_0" / "round_0" / "ticket" / "final.pt")
+    mask = load(run / "seed_0" / "round_1" / "mask.pt")
+    assert float(row_of(run, 1, "short_finetune")["acc_at_init"]) == pytest.approx(
+        masked_accuracy(run, previous, mask), abs=1e-6)

@@ -97,8 +97,13 @@ def register_controls(register):
     :class:`tickets.ticket.Ticket` (its mask, its starting weights ``state``, and
     ``pruned_values``); ``ctx`` is a :class:`tickets.ticket.ControlContext` with a seeded
     ``generator``, ``init`` (theta_0), ``rewind`` (theta_k) as full state dicts, ``initialize(generator) -> state``
-    to draw fresh weights from the run's initializer, and ``prunable`` (parameter names).
-    Return a new Ticket; never modify the one given.
+    to draw fresh weights from the run's initializer, ``prunable`` (parameter names),
+    ``trained()`` (the previous round's trained ticket, recorded as an input when called),
+    ``schedule_end`` (T), ``rewind_iteration`` (k) and ``retrain_iterations``.
+    Return a new Ticket; never modify the one given. The returned ticket says where the network
+    starts and what it trains: its ``state``, its span ``start_iteration`` to ``end_iteration``
+    (None: T) and its ``lr_offset`` (the step at t uses the schedule's value at t + offset, its
+    last value past the end); see docs/plugins.md and the built-in finetune, lr_rewind, scratch.
     """
 
 
