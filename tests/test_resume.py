@@ -4,7 +4,7 @@ import os
 import pytest
 from conftest import TINY, prune_tiny, read_results, run_cli
 
-from tickets.engine import netjob as jobs
+from tickets.training import loop as jobs  # where every network job gets train() from
 
 
 def strip(rows):

@@ -28,7 +28,7 @@ from tickets.errors import TicketsError
 FLAG_KEYS = {
     "rounds": "prune.rounds", "epochs": "train.epochs", "prune_fraction": "prune.fraction",
     "criterion": "prune.criterion", "scope": "prune.scope", "rewind": "prune.rewind", "controls": "prune.controls",
-    "retrain": "prune.retrain", "retrain_iterations": "prune.retrain_iterations",
+    "retrain": "prune.retrain", "retrain_iterations": "prune.retrain_iterations", "structure": "prune.structure",
     "seeds": "seeds", "optimizer": "train.optimizer", "lr": "train.lr", "schedule": "train.schedule",
     "warmup": "train.warmup", "batch_size": "train.batch_size", "dataset": "data.dataset", "model": "model.name",
     "data_dir": "data.data_dir", "name": "name", "accelerator": "train.accelerator", "devices": "train.devices",
@@ -41,7 +41,7 @@ EXECUTION_FLAGS = ("workers", "workers_per_gpu", "executor", "address", "cpus_pe
 TRAINING_FLAGS = ("epochs", "seeds", "optimizer", "lr", "schedule", "warmup", "batch_size", "dataset", "model",
                   "data_dir", "name", "accelerator", "devices")
 PRUNING_FLAGS = ("rounds", "prune_fraction", "criterion", "scope", "rewind", "controls", "retrain",
-                 "retrain_iterations")
+                 "retrain_iterations", "structure")
 VERB_FLAGS = {
     "prune": (*PRUNING_FLAGS, *TRAINING_FLAGS, "loggers", *EXECUTION_FLAGS),
     "train": ("rewind", *TRAINING_FLAGS, "loggers", *EXECUTION_FLAGS),

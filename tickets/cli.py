@@ -130,6 +130,8 @@ def run_options(func=None, *, without: tuple[str, ...] = ()):
                                         "the retraining strategies)."),
         click.option("--retrain", help="How each round's ticket trains: rewind (default), finetune or lr_rewind."),
         click.option("--retrain-iterations", help="Fine-tuning's length: 500it or 2ep (default T - k)."),
+        click.option("--structure", help="What is pruned: weights (default), neurons (Linear rows) or channels "
+                                         "(conv filters and neurons), with what reads them."),
         click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
         click.option("--optimizer", help="Optimizer name."),
         click.option("--lr", type=float, help="Learning rate."),
@@ -197,7 +199,8 @@ def _common(opts: dict) -> dict:
             "out": opts.get("out", "outputs"), "quiet": opts.get("quiet", False)}
 
 
-PRUNING_ONLY = ("rounds", "prune_fraction", "criterion", "scope", "controls", "retrain", "retrain_iterations")
+PRUNING_ONLY = ("rounds", "prune_fraction", "criterion", "scope", "controls", "retrain", "retrain_iterations",
+                "structure")
 
 
 @main.command()
@@ -407,7 +410,7 @@ def report(runs, out, max_weights_remaining):
 
 
 STABILITY_OWN = ("rounds", "controls", "seeds", "prune_fraction", "criterion", "scope", "rewind", "loggers", "retrain",
-                 "retrain_iterations")
+                 "retrain_iterations", "structure")
 
 
 @main.command()

@@ -23,7 +23,8 @@ from tickets.errors import TicketsError
 
 # Where a pruning fraction applies: to each layer, or to all prunable weights ranked together.
 SCOPES = ("layerwise", "global")
-RETRAIN_STRATEGIES = ("rewind", "finetune", "lr_rewind")  # how IMP trains each round's ticket (prune.retrain)
+RETRAIN_STRATEGIES = ("rewind", "finetune", "lr_rewind")
+STRUCTURES = ("weights", "neurons", "channels")  # prune.structure  # how IMP trains each round's ticket (prune.retrain)
 # How the scale (gamma) of normalization layers starts: default (the layer's own, 1) or uniform
 # (U[0, 1), OpenLTH's batchnorm_init='uniform'); see tickets.ticket.initialize_.
 NORM_INITS = ("default", "uniform")
@@ -83,6 +84,9 @@ class PruneConfig:
     # retrain_iterations: finetune's length ("500it", "2ep"); none: T - k, rewinding's budget.
     retrain: str = "rewind"
     retrain_iterations: typing.Any = None
+    # What one unit of pruning is: single weights, or whole neurons (rows of Linear weights) or
+    # channels (conv filters, and Linear neurons) with what reads them (see tickets.structure).
+    structure: str = "weights"
 
 
 @dataclass
@@ -315,6 +319,11 @@ def validate(config: RunConfig) -> None:
     if p.scope not in SCOPES:
         raise TicketsError(f"unknown scope {p.scope!r}; use one of {', '.join(SCOPES)}")
     parse_rewind(p.rewind)
+    if p.structure not in STRUCTURES:
+        raise TicketsError(f"unknown prune.structure {p.structure!r}; use one of {', '.join(STRUCTURES)}")
+    if p.criterion == "bn_scale" and p.structure == "weights":
+        raise TicketsError("criterion bn_scale scores whole channels by their BatchNorm scale; "
+                           "use it with --structure channels")
     if p.retrain not in RETRAIN_STRATEGIES:
         raise TicketsError(f"unknown prune.retrain {p.retrain!r}; use one of {', '.join(RETRAIN_STRATEGIES)}")
     if p.retrain_iterations is not None:
@@ -417,7 +426,8 @@ def check_names(config: RunConfig, registry) -> None:
 # Keys added after runs were already named by their fingerprint, with the value that gives the
 # behaviour from before the key existed. A key at that value is left out of the fingerprint, so
 # those runs keep their names (and resume); any other value changes the name, as it changes results.
-LATER_KEYS = {"model.norm_init": "default", "prune.retrain": "rewind", "prune.retrain_iterations": None}
+LATER_KEYS = {"model.norm_init": "default", "prune.retrain": "rewind", "prune.retrain_iterations": None,
+              "prune.structure": "weights"}
 
 
 def fingerprint(config: RunConfig) -> str:

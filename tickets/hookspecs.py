@@ -36,7 +36,15 @@ def register_criteria(register):
     - ``fraction``, ``layer_fractions``, ``scope``: how the core will prune this round (for
       iterative criteria such as SynFlow that simulate the pruning themselves);
     - ``criterion_batches``: how many training batches data-dependent criteria should use
-      (config ``prune.criterion_batches``).
+      (config ``prune.criterion_batches``);
+    - ``structure``, ``input_shape``: ``prune.structure`` (weights, neurons or channels) and the
+      data's (channels, height, width).
+
+    Structured pruning (``structure`` neurons or channels) prunes whole units (rows of a
+    weight, see :mod:`tickets.structure`): a unit's score is the sum of its surviving weights'
+    scores (for magnitude, the L1 norm of the row: Li et al.'s filter norm). A criterion can
+    score units directly instead: a 1-D tensor with one score per row (``bn_scale`` does,
+    with the BatchNorm scale |gamma| of network slimming).
 
     The core, not the criterion, turns scores into a mask (global or per layer, with the
     configured per-layer fractions, equal scores ranked at random with ``generator``), so a

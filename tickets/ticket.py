@@ -34,6 +34,9 @@ class Ticket:
     pruned_values: State | None = None
     end_iteration: int | None = None
     lr_offset: int = 0
+    # Structured pruning: masks of the 1-D parameters that go with each unit (biases, BatchNorm
+    # channels), applied like the mask but not counted as weights (see tickets.structure).
+    extra_masks: State | None = None
 
     def with_(self, **changes) -> "Ticket":
         """A copy with some fields replaced."""
@@ -55,6 +58,8 @@ class CriterionContext:
     layer_fractions: dict = field(default_factory=dict)
     scope: str = "layerwise"
     criterion_batches: int = 4
+    structure: str = "weights"  # prune.structure: a criterion may then give one score per unit (a 1-D tensor)
+    input_shape: tuple = ()  # (channels, height, width) of the data
 
 
 def _no_trained_network() -> State:
@@ -69,6 +74,8 @@ class ControlContext:
     round 1) as a full state dict; the network then records that file as one of its inputs.
     ``schedule_end`` is T, the iterations of the run's schedule; ``rewind_iteration`` is k;
     ``retrain_iterations`` is ``prune.retrain_iterations`` (default T - k).
+    ``random_like(mask, generator)`` draws a random mask with ``mask``'s counts: per layer of
+    weights, or of whole units when the run prunes structure (``prune.structure``).
     """
 
     seed: int
@@ -83,6 +90,7 @@ class ControlContext:
     schedule_end: int = 0
     rewind_iteration: int = 0
     retrain_iterations: int = 0
+    random_like: Callable[[Mask, torch.Generator], Mask] = Mask.random_with_counts
 
 
 def initialize_(model: nn.Module, init: Callable, generator: torch.Generator, norm_init: str = "default") -> None:

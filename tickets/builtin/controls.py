@@ -42,8 +42,9 @@ def reinit(ticket, ctx):
 
 
 def random_prune(ticket, ctx):
-    """A random mask with the ticket's per-layer counts, over the ticket's (rewound) weights."""
-    return ticket.with_(mask=ticket.mask.random_with_counts(ctx.generator))
+    """A random mask with the ticket's per-layer counts (of weights, or of units when pruning structure),
+    over the ticket's (rewound) weights."""
+    return ticket.with_(mask=ctx.random_like(ticket.mask, ctx.generator))
 
 
 def reshuffle(ticket, ctx):

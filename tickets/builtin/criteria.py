@@ -1,8 +1,9 @@
 """Built-in pruning criteria (score = keep): Frankle & Carbin's magnitude and Zhou et al.'s family.
 
 Notation: ``w_i`` is a weight at initialization (``ctx.init``, theta_0) and ``w_f`` after
-training (``ctx.final``). Every criterion returns one score tensor per prunable weight; the
-core keeps the highest scores and breaks ties at random with the criterion's generator.
+training (``ctx.final``). Every criterion returns one score tensor per prunable weight (or, in
+structured runs, may give one score per unit: ``bn_scale``); the core keeps the highest scores
+and breaks ties at random with the criterion's generator.
 Already-pruned weights are ignored by the core whatever their score, so criteria need not
 look at the mask (the percentile criteria rank among the survivors only).
 
@@ -122,9 +123,24 @@ def magnitude_increase_same_sign(ctx):
     return zero_outside(magnitude_increase(ctx), same_sign(ctx))
 
 
+def bn_scale(ctx):
+    """bn_scale: |gamma| of the BatchNorm channel after each unit (network slimming; structured pruning only)."""
+    from tickets.errors import TicketsError
+    from tickets.structure import unit_groups
+
+    if ctx.structure == "weights":
+        raise TicketsError("criterion bn_scale scores whole channels by their BatchNorm scale; "
+                           "use it with --structure channels")
+    scores = {name: w.abs() for name, w in ctx.final.items()}
+    for group in unit_groups(ctx.model, ctx.input_shape, ctx.structure):
+        if group.norm is not None:  # one score per unit; layers without BatchNorm keep their L1 norms
+            scores[group.weight] = ctx.model.get_submodule(group.norm).weight.detach().abs()
+    return scores
+
+
 CRITERIA = (large_final, small_final, large_init, small_init, large_init_large_final, small_init_small_final,
             magnitude_increase, movement, random, large_final_same_sign, large_final_diff_sign,
-            magnitude_increase_same_sign)
+            magnitude_increase_same_sign, bn_scale)
 
 
 def _description(score) -> str:

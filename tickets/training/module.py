@@ -61,11 +61,12 @@ class MaskedTraining(pl.LightningModule):
         self.model.train()  # whatever mode the caller left it in (Lightning keeps submodules' modes)
         params = dict(self.model.named_parameters())
         self._masked = []
-        for name, keep in self.ticket.mask.tensors.items():
+        masks = {**self.ticket.mask.tensors, **(self.ticket.extra_masks or {})}  # extras: a pruned unit's bias, BN
+        for name, keep in masks.items():
             p = params[name]
             keep = keep.to(p.device, p.dtype)
             frozen = None  # the pruned weights' fixed values, zero where kept: p * keep + frozen
-            if self.ticket.pruned_values is not None:
+            if self.ticket.pruned_values is not None and name in self.ticket.pruned_values:
                 frozen = self.ticket.pruned_values[name].to(p.device, p.dtype) * (1 - keep)
             self._masked.append((p, keep, frozen))
         self._reapply_mask()

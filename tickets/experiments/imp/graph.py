@@ -17,6 +17,7 @@ from tickets.engine.lifecycle import diverged_warning
 from tickets.experiments.imp.job import ImpJob
 from tickets.masks import Mask, prunable_names
 from tickets.store import DIVERGED
+from tickets.structure import prune_units, unit_groups
 from tickets.ticket import CriterionContext, prunable_state
 from tickets.training import BatchStream
 
@@ -97,10 +98,16 @@ class ImpGraph(Graph):
             batches=partial(self._training_batches, seed),
             generator=torch.Generator().manual_seed(stable_seed(seed, round_, "criterion")),
             fraction=prune.fraction, layer_fractions=dict(prune.layer_fractions), scope=prune.scope,
-            criterion_batches=prune.criterion_batches,
+            criterion_batches=prune.criterion_batches, structure=prune.structure,
+            input_shape=tuple(self.context.splits.input_shape),
         )
         scores = self.context.components.criterion(ctx)
-        mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope, ctx.generator)
+        if prune.structure == "weights":
+            mask = previous_mask.prune(scores, prune.fraction, prune.layer_fractions, prune.scope, ctx.generator)
+        else:
+            groups = unit_groups(model, self.context.splits.input_shape, prune.structure)
+            mask = prune_units(previous_mask, groups, scores, prune.fraction, prune.layer_fractions, prune.scope,
+                               ctx.generator)
         mask.save(path)
         return mask
 

@@ -18,6 +18,7 @@ from tickets.engine.netjob import Network, NetworkJob, load_input, result_row
 from tickets.errors import TicketsError
 from tickets.masks import Mask, prunable_names
 from tickets.store import atomic_torch_save
+from tickets.structure import extra_masks, random_units, unit_groups
 from tickets.ticket import ControlContext, Ticket
 from tickets.training import TrainOutcome
 
@@ -62,6 +63,8 @@ class ImpJob(NetworkJob):
         capture = (context.schedule.rewind,) if self.round == 0 else ()
         read: list[Path] = []  # what the ticket was built from besides these (e.g. the previous round's network)
         ticket = self._ticket(context, model, read)
+        if context.config.prune.structure != "weights":  # a pruned unit's bias and BatchNorm channel go with it
+            ticket = ticket.with_(extra_masks=extra_masks(ticket.mask.tensors, self._groups(context, model)))
         return Network(ticket, data_seed=self.seed, torch_seed=stable_seed(*self.key),
                        inputs=[init_path, rewind_path, mask_path, *read], capture_at=capture)
 
@@ -95,12 +98,18 @@ class ImpJob(NetworkJob):
             return load_input(context, trained_path)
 
         schedule = context.schedule
+        random_like = Mask.random_with_counts if context.config.prune.structure == "weights" else \
+            (lambda mask, generator: random_units(mask, self._groups(context, model), generator))
         return ControlContext(
             seed=self.seed, round=self.round, generator=torch.Generator().manual_seed(stable_seed(*self.key)),
             init=theta0, rewind=rewind_state, prunable=prunable_names(model),
             initialize=partial(fresh_state, context), trained=trained, schedule_end=schedule.total,
-            rewind_iteration=schedule.rewind, retrain_iterations=schedule.retrain,
+            rewind_iteration=schedule.rewind, retrain_iterations=schedule.retrain, random_like=random_like,
         )
+
+    @staticmethod
+    def _groups(context: RunContext, model):
+        return unit_groups(model, context.splits.input_shape, context.config.prune.structure)
 
     def finish(self, context: RunContext, model, network: Network, outcome: TrainOutcome) -> dict:
         """The dense ticket saves theta_k (rewind.pt); a control with a mask of its own saves it."""

@@ -7,10 +7,12 @@ from tickets import config as config_mod
 from tickets.components import RunContext
 from tickets.config import RunConfig
 from tickets.engine.lifecycle import check_environment, load_run_config, open_run
+from tickets.errors import TicketsError
 from tickets.executors.run import run_graph
 from tickets.experiments.imp.graph import ImpGraph
 from tickets.registry import Registry
 from tickets.store import RunStore
+from tickets.structure import unit_groups
 
 
 def run_imp(config: RunConfig, out_root: str | Path, registry: Registry, *, verb: str = "prune",
@@ -22,6 +24,10 @@ def run_imp(config: RunConfig, out_root: str | Path, registry: Registry, *, verb
     name = config.name or config_mod.default_name(config, verb)
     context = RunContext.create(config, registry, RunStore(Path(out_root), name))
     check_environment(config)
+    if config.prune.structure != "weights" and config.prune.rounds > 0 and \
+            not unit_groups(context.new_model(), context.splits.input_shape, config.prune.structure):
+        raise TicketsError(f"model {config.model.name!r} has no {config.prune.structure} that can be pruned whole "
+                           "(only its output layer's, or units shared by residual sums); use another --structure")
     open_run(config, Path(out_root), verb)
     sched = context.schedule
     return run_graph(ImpGraph(context, saved_tickets_only), context, verb,

@@ -32,7 +32,7 @@ from tickets.store import RunStore, atomic_torch_save, sha256_file
 # What a transfer may change: anything but the architecture (and the pruning that made the masks).
 FIXED_KEYS = ("model.name", "model.options", "model.init", "model.norm_init", "prune.rounds", "prune.fraction",
               "prune.criterion", "prune.scope", "prune.layer_fractions", "prune.rewind", "prune.retrain",
-              "prune.retrain_iterations", "seeds")
+              "prune.retrain_iterations", "prune.structure", "seeds")
 DEFAULT_CONTROLS = ["reinit", "random_prune"]
 
 
