@@ -31,6 +31,8 @@ import pandas as pd
 import yaml
 
 from tickets.errors import TicketsError
+from tickets.report.across import compare_runs
+from tickets.report.across import markdown_section as across_section
 from tickets.report.inputs import load_results, run_labels, split_diverged
 from tickets.report.markdown import markdown
 from tickets.report.plots import plot_learning_curves, plot_vs_weights
@@ -129,5 +131,9 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, rounds_to_pl
         plots.append(("learning_curves.png", "Learning curves: test accuracy vs. training iteration"))
 
     text = markdown(labels, run_dirs, summary, comparison, diverged, plots, studied, threshold)
+    if many:  # the runs' tickets against each other, round by round
+        across = compare_runs(results)
+        atomic_write_text(out_dir / "runs.csv", across.to_csv(index=False))
+        text += "\n" + "\n".join(across_section(across))
     atomic_write_text(out_dir / "report.md", text)
     return out_dir
