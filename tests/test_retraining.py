@@ -176,3 +176,10 @@ def test_a_control_plugin_says_where_its_network_starts_and_what_it_trains(tmp_p
     mask = load(run / "seed_0" / "round_1" / "mask.pt")
     assert float(row_of(run, 1, "short_finetune")["acc_at_init"]) == pytest.approx(
         masked_accuracy(run, previous, mask), abs=1e-6)
+
+
+def test_retraining_gives_the_same_results_on_two_workers(run, tmp_path):
+    args = [a if a != "execution.workers=1" else "execution.workers=2" for a in TINY]
+    run_cli("prune", "--out", tmp_path, "--name", "r", *args, *SETTINGS, "--controls", RETRAINING)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("run", "train_seconds")} for r in rows]  # noqa: E731
+    assert strip(read_results(tmp_path / "r")) == strip(read_results(run))
