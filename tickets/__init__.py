@@ -11,7 +11,8 @@ from tickets.errors import TicketsError
 from tickets.meta import PROJECT_NAME, __version__, hookimpl
 
 # (`report` stays tickets.api.report and Run.report: tickets.report is the report package.)
-_API = ("prune", "train", "compare", "transfer", "stability", "supermask", "check", "load_run", "Run")
+_API = ("prune", "train", "compare", "transfer", "stability", "supermask", "sparse_train", "connect", "check",
+        "load_run", "Run", "export", "load_exported")
 
 __all__ = ["hookimpl", "TicketsError", "__version__", "PROJECT_NAME", *_API]
 

@@ -47,6 +47,7 @@ VERB_FLAGS = {
     "train": ("rewind", *TRAINING_FLAGS, "loggers", *EXECUTION_FLAGS),
     "supermask": (*TRAINING_FLAGS, "loggers", "method", "density", "init", *EXECUTION_FLAGS),
     "stability": (*TRAINING_FLAGS, *EXECUTION_FLAGS),
+    "sparse-train": (*TRAINING_FLAGS, "loggers", *EXECUTION_FLAGS),
 }
 
 
@@ -161,6 +162,43 @@ def supermask(*, config: str | None = None, set: dict | None = None, out: str | 
     return Run(run_supermask(build_config("supermask", config, set, **flags), out, _registry(), quiet=quiet).dir)
 
 
+def sparse_train(like: "str | Path | Run | None" = None, *, method: "str | list[str] | None" = None,
+                 density: float | None = None, distribution: str | None = None, update_every: int | None = None,
+                 drop_fraction: float | None = None, rounds: list[int] | None = None, config: str | None = None,
+                 set: dict | None = None, out: str | Path = "outputs", quiet: bool = False, **flags) -> "Run":
+    """Sparse networks trained from theta_0 at a fixed density (resumable): ``tickets sparse-train``.
+
+    ``method``: static, set, rigl or a plugin's mask update, or a list of them (default rigl);
+    ``density`` (default 0.1) or ``like`` (a prune run: its rounds' densities, seeds and settings);
+    ``distribution``: uniform, erk, or like (``like``'s per-layer counts); ``rounds``: which of
+    ``like``'s rounds (default all).
+    """
+    from tickets.experiments.sparse import like_config, run_sparse
+
+    methods = [m.strip() for m in method.split(",") if m.strip()] if isinstance(method, str) else method
+    sparse = {key: value for key, value in (("methods", methods), ("density", density), ("distribution", distribution),
+                                            ("update_every", update_every), ("drop_fraction", drop_fraction),
+                                            ("rounds", rounds))
+              if value is not None}
+    if like is None:
+        run_config = build_config("sparse-train", config, {**{f"sparse.{k}": v for k, v in sparse.items()},
+                                                            **_sets(set)}, **flags)
+        if run_config.sparse.like is not None:
+            raise TicketsError("sparse.like is set by like=RUN (--like RUN), which also takes RUN's settings")
+        return Run(run_sparse(run_config, out, _registry(), quiet=quiet).dir)
+    fixed = [k for k, v in flags.items() if v is not None and k not in ("name", *EXECUTION_FLAGS)]
+    fixed += ["config"] if config else []
+    fixed += ["density"] if density is not None else []
+    fixed += [k for k in _sets(set) if not k.startswith("sparse.")]
+    if fixed:
+        raise TicketsError(f"--like RUN trains at RUN's densities with RUN's settings; drop "
+                           f"{', '.join('--' + k.replace('_', '-') for k in fixed)}")
+    sparse.update({k.split(".", 1)[1]: v for k, v in _sets(set).items()})
+    execution = {k: v for k, v in flags.items() if k in EXECUTION_FLAGS and v is not None}
+    run_config = like_config(_path(like), sparse, execution, flags.get("name"))
+    return Run(run_sparse(run_config, out, _registry(), quiet=quiet).dir)
+
+
 def stability(run: "str | Path | Run | None" = None, *, at: str, points: int | None = None, reset_bn: bool = False,
               seeds: list[int] | None = None, rounds: list[int] | None = None, controls: list[str] | None = None,
               config: str | None = None, set: dict | None = None, out: str | Path = "outputs", quiet: bool = False,
@@ -188,6 +226,28 @@ def stability(run: "str | Path | Run | None" = None, *, at: str, points: int | N
                            quiet=quiet).dir)
 
 
+def connect(net_a: "str | Path", net_b: "str | Path", *, curve: str = "bezier", points: int | None = None,
+            epochs: float | None = None, seed: int = 0, set: dict | None = None, accelerator: str | None = None,
+            devices=None, out: str | Path = "outputs", name: str | None = None, quiet: bool = False,
+            **execution) -> "Run":
+    """A curve (Garipov et al. 2018) between two trained networks of the same architecture: ``tickets connect``.
+
+    ``net_a`` and ``net_b`` are network directories (final.pt and done.json); the bend trains with
+    NET_A's run config (``epochs`` and ``set``'s ``train.*`` keys may change its training).
+    """
+    from tickets.experiments.connect import DEFAULT_POINTS, run_connect
+
+    unknown = [k for k in execution if k not in EXECUTION_FLAGS]
+    if unknown:
+        raise TicketsError(f"tickets connect does not take {', '.join(unknown)}; give curve, points, epochs, seed, "
+                           "set, accelerator, devices, out, name or execution settings")
+    sets = dict(_sets(set))
+    sets.update({f"train.{k}": v for k, v in (("accelerator", accelerator), ("devices", devices)) if v is not None})
+    return Run(run_connect(net_a, net_b, _registry(), curve=curve, points=DEFAULT_POINTS if points is None else points,
+                           epochs=epochs, seed=seed, sets=sets, out=out, name=name, quiet=quiet,
+                           execution={k: v for k, v in execution.items() if v is not None}).dir)
+
+
 def report(*runs: "str | Path | Run", out: str | Path | None = None,
            max_weights_remaining: float | None = None) -> Path:
     """Summary, comparison and study CSVs, plots and report.md for one or more runs; returns report.md's path."""
@@ -210,6 +270,38 @@ def load_run(path: str | Path) -> "Run":
     if not (path / "config.yaml").is_file():
         raise TicketsError(f"{path} is not a tickets run (no config.yaml); give a folder made by `tickets prune`")
     return Run(path)
+
+
+def export(run: "str | Path | Run", *, seed: int, round: int, variant: str = "ticket", format: str,
+           out: str | Path, sparse_threshold: float | None = None):
+    """Write one trained network of ``run`` as a file other code loads: ``tickets export``.
+
+    ``format``: ``dense`` (a structured ticket as a smaller network), ``sparse`` (CSR Linear
+    layers), ``torch-prune`` (torch.nn.utils.prune masks registered, to train on) or ``onnx``.
+    The export's logits on the run's test examples are checked against the masked network's
+    before ``out`` is written (atomically). Returns a :class:`tickets.exporters.Exported`
+    (``path``, ``format``, ``description``, ``bytes``, ``max_difference``).
+    """
+    from tickets.components import load_splits
+    from tickets.exporters import check_format, export_ticket
+    from tickets.exporters.common import locate, model_reference
+
+    check_format(format)
+    run = load_run(_path(run))
+    locate(run.path, seed, round, variant)
+    network, mask, config = run.network(seed, round, variant), run.mask(seed, round, variant), run.config
+    splits = load_splits(config, _registry().get("datasets", config.data.dataset))
+    reference = model_reference(config.model.name, config.model.options, splits.num_classes, splits.input_shape)
+    return export_ticket(network, mask, format=format, out=out, reference=reference, inputs=splits.test_x,
+                         source={"run": run.name, "seed": seed, "round": round, "variant": variant},
+                         sparse_threshold=sparse_threshold)
+
+
+def load_exported(path: str | Path):
+    """The network a file of :func:`export` holds, as a torch module in eval mode (see tickets.exporters)."""
+    from tickets.exporters import load_exported as load
+
+    return load(path)
 
 
 def _path(run: "str | Path | Run") -> Path:

@@ -1,4 +1,5 @@
-"""The ``tickets`` command line: prune, train, supermask, stability, compare, report, plugins, runs, check.
+"""The ``tickets`` command line: prune, train, supermask, sparse-train, stability, compare, report, plugins,
+runs, check.
 
 User errors (bad flags, bad configs, unknown names, missing files, damaged inputs, devices this
 machine lacks) print one line on stderr and exit with code 2, before anything in the output
@@ -397,6 +398,44 @@ def supermask(**opts):
     _finish(run, opts["quiet"])
 
 
+@main.command(name="sparse-train")
+@click.option("--like", type=click.Path(file_okay=False, path_type=Path),
+              help="A prune run: train at its rounds' weights remaining, with its seeds and settings.")
+@click.option("--method", help="Comma-separated: static (a random mask), set (Mocanu et al.), rigl (Evci et al.; the "
+                               "default) or a plugin's mask update.")
+@click.option("--density", type=float, help="Fraction of prunable weights active (default 0.1); or --like.")
+@click.option("--distribution", help="Layer densities: uniform (default), erk (Erdos-Renyi-Kernel), or like "
+                                     "(--like RUN's per-layer counts).")
+@click.option("--update-every", type=int, help="Iterations between mask updates (default 100).")
+@click.option("--drop-fraction", type=float, help="Fraction of each layer's active weights dropped and regrown per "
+                                                  "update: RigL's alpha, SET's zeta (default 0.3).")
+@click.option("--rounds", "like_rounds", help="With --like: comma-separated rounds of RUN (default: all).")
+@run_options(without=SUPERMASK_UNUSED)
+@execution_options
+def sparse_train(like, method, density, distribution, update_every, drop_fraction, like_rounds, **opts):
+    """Sparse networks trained from scratch at a fixed density (resumable); rows go to results.csv.
+
+    static keeps its random mask; set and rigl drop the smallest weights and regrow as many
+    connections (at random; by dense gradient magnitude) every --update-every iterations.
+    """
+    from tickets import api
+
+    common = _common(opts)
+    if like is not None and common["config"]:
+        raise TicketsError("--like RUN trains with RUN's settings; drop --config")
+    try:
+        rounds = None if like_rounds is None else [int(r) for r in like_rounds.split(",") if r.strip()]
+    except ValueError:
+        raise TicketsError(f"--rounds {like_rounds!r}: expected comma-separated rounds, e.g. --rounds 3,6") from None
+    run = api.sparse_train(like, method=method, density=density, distribution=distribution, update_every=update_every,
+                           drop_fraction=drop_fraction, rounds=rounds, **common, **_flags(opts))
+    for row in run.results.to_dict("records"):
+        click.echo(f"seed {row['seed']} round {row['round']} {row['variant']}: density "
+                   f"{float(row['weights_remaining']):.4f}, test acc {100 * float(row['test_acc_at_early_stop']):.2f}% "
+                   f"at early stop, final {100 * float(row['final_test_acc']):.2f}%")
+    _finish(run, opts["quiet"])
+
+
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", help="Folder for the report (default: RUN/report for one run).")
@@ -449,6 +488,62 @@ def stability(run, at, points, seeds, rounds, controls, reset_bn, **opts):
                            controls=_controls(controls), **common, **_flags(opts))
     click.echo(f"stability: {result.path / 'stability' / 'stability.csv'}")
     click.echo(f"report:    {result.report()}")
+
+
+@main.command()
+@click.argument("net_a", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("net_b", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--curve", default="bezier", show_default=True, help="bezier (quadratic Bezier) or polychain (one bend).")
+@click.option("--points", type=int, default=31, show_default=True, help="Evenly spaced t evaluated (at least 3).")
+@click.option("--epochs", type=float, help="Epochs the bend trains (default: NET_A's run config's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the batches and the t drawn per batch.")
+@click.option("--set", "sets", multiple=True, metavar="train.KEY=VALUE", help="A train.* key of the bend's training.")
+@click.option("--accelerator", help="Lightning accelerator: cpu, gpu, auto, ...")
+@click.option("--devices", help="Lightning devices: 1, a device index list, or auto.")
+@click.option("--out", default="outputs", show_default=True, help="Folder that holds runs.")
+@click.option("--name", help="Run name (default: connect-<curve>-<hash of the networks and settings>).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@execution_options
+def connect(net_a, net_b, curve, points, epochs, seed, sets, accelerator, devices, out, name, quiet, **execution):
+    """A curve of low error between two trained networks NET_A and NET_B of one architecture (Garipov et al.).
+
+    NET_A and NET_B are network directories (final.pt and done.json); the bend trains with NET_A's
+    run config. Writes connect.csv (errors along the curve and the line), connect.png, a report.
+    """
+    from tickets import api
+    from tickets.config import parse_set
+
+    execution["workers"] = _workers(execution["workers"])
+    result = api.connect(net_a, net_b, curve=curve, points=points, epochs=epochs, seed=seed,
+                         set=dict(parse_set(s) for s in sets), accelerator=accelerator, devices=_devices(devices),
+                         out=out, name=name, quiet=quiet, **{k: v for k, v in execution.items() if v is not None})
+    row = json.loads(next(result.path.glob("seed_*/round_0/*/done.json")).read_text())
+    click.echo(f"connect: {result.path / 'connect.csv'}")
+    click.echo(f"barrier (test error): {100 * row['barrier']:.2f} points along the {curve} curve, "
+               f"{100 * row['line_barrier']:.2f} along the straight line")
+    click.echo(f"report:  {result.report()}")
+    if row.get("status") == "diverged":
+        click.echo(f"the curve diverged at iteration {row['diverged_at']} (status diverged in its done.json)", err=True)
+        sys.exit(EXIT_DIVERGED)
+
+
+@main.command()
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, required=True, help="The seed of the network.")
+@click.option("--round", "round_", type=int, required=True, help="The round of the network.")
+@click.option("--variant", default="ticket", show_default=True, help="The network of the round: ticket or a control.")
+@click.option("--format", "format_", required=True, metavar="FORMAT",
+              help="dense (a structured ticket as a smaller network), sparse (CSR Linear layers), torch-prune "
+                   "(torch.nn.utils.prune masks, to train on) or onnx.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write (an existing one is replaced atomically).")
+def export(run, seed, round_, variant, format_, out):
+    """Write one trained network of RUN as a file other code loads (tickets.load_exported, or plain torch)."""
+    from tickets import api
+
+    done = api.export(run, seed=seed, round=round_, variant=variant, format=format_, out=out)
+    click.echo(f"wrote {done.path} ({done.format}, {done.bytes:,} bytes): {done.description} (logits: max difference "
+               f"{done.max_difference:.2g} from the masked network's)")
 
 
 def entry_point() -> None:

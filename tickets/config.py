@@ -99,6 +99,31 @@ class SupermaskConfig:
     score_init: str = "kaiming_uniform"
 
 
+SPARSE_DISTRIBUTIONS = ("uniform", "erk", "like")  # sparse.distribution (like: --like RUN's per-layer counts)
+DROP_SCHEDULES = ("cosine", "constant")  # sparse.drop_schedule
+
+
+@dataclass
+class SparseConfig:
+    # `tickets sparse-train`: networks trained sparse from theta_0 at a fixed density. methods:
+    # static (a random mask, never updated) or registered mask updates (set, rigl); density: the
+    # fraction of prunable weights active, spread over the layers by distribution (uniform, erk,
+    # or like: the per-layer counts of `like`'s rounds); every update_every iterations a rule
+    # drops and regrows drop_fraction (alpha, zeta) of each layer's active weights, decayed by
+    # drop_schedule, until update_end (a fraction of training); null: the rule's own (rigl:
+    # cosine to 75%, set: constant to the end). like: a prune run whose rounds' densities, seeds
+    # and settings are trained (tickets sparse-train --like RUN); rounds: which of them (null: all).
+    methods: list = field(default_factory=lambda: ["rigl"])
+    density: float = 0.1
+    distribution: str = "uniform"
+    update_every: int = 100
+    drop_fraction: float = 0.3
+    drop_schedule: typing.Optional[str] = None
+    update_end: typing.Optional[float] = None
+    like: typing.Optional[str] = None
+    rounds: typing.Optional[list] = None
+
+
 @dataclass
 class ExecutionConfig:
     # How networks are run; never changes results (see RESUMABLE_KEYS). workers: "auto" (one per
@@ -130,6 +155,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     supermask: SupermaskConfig = field(default_factory=SupermaskConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
@@ -138,12 +164,14 @@ class RunConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig,
-            "supermask": SupermaskConfig, "execution": ExecutionConfig, "report": ReportConfig}
+            "supermask": SupermaskConfig, "sparse": SparseConfig, "execution": ExecutionConfig,
+            "report": ReportConfig}
 
 # Settings that may change between invocations of the same run: changing them extends the
 # run (more rounds, seeds or controls) or moves it to other hardware, never changes results.
-RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices",
-                  "train.checkpoint_every", "train.loggers", "report.max_weights_remaining",
+RESUMABLE_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "sparse.methods", "sparse.rounds",
+                  "train.accelerator", "train.devices", "train.checkpoint_every", "train.loggers",
+                  "report.max_weights_remaining",
                   *(f"execution.{f.name}" for f in dataclasses.fields(ExecutionConfig)))
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # a link to the repository's configs/ (shipped in the wheel)
@@ -373,10 +401,36 @@ def validate(config: RunConfig) -> None:
     s = config.supermask
     if not 0 < s.density <= 1:
         raise TicketsError(f"supermask.density must be in (0, 1], got {s.density}")
+    validate_sparse(config.sparse)
     r = config.report
     if not 0 < r.max_weights_remaining <= 1:
         raise TicketsError(f"report.max_weights_remaining must be a fraction of weights in (0, 1], got "
                            f"{r.max_weights_remaining}; e.g. --set report.max_weights_remaining=0.215")
+
+
+def validate_sparse(s: SparseConfig) -> None:
+    """Check the sparse section (``tickets sparse-train``); method names are checked against the registry there."""
+    if not s.methods or not all(isinstance(m, str) for m in s.methods) or len(set(s.methods)) != len(s.methods):
+        raise TicketsError(f"sparse.methods must be a list of distinct names (static, set, rigl, ...), "
+                           f"got {s.methods!r}")
+    if not 0 < s.density <= 1:
+        raise TicketsError(f"sparse density must be in (0, 1] (the fraction of weights active), got {s.density}")
+    if s.distribution not in SPARSE_DISTRIBUTIONS:
+        raise TicketsError(f"unknown sparse distribution {s.distribution!r}; use one of "
+                           f"{', '.join(SPARSE_DISTRIBUTIONS)}")
+    if s.distribution == "like" and s.like is None:
+        raise TicketsError("sparse distribution like takes the per-layer counts of a run's rounds; give --like RUN")
+    if s.update_every < 1:
+        raise TicketsError(f"sparse.update_every must be at least 1 (iterations), got {s.update_every}")
+    if not 0 <= s.drop_fraction <= 1:
+        raise TicketsError(f"sparse drop fraction must be in [0, 1], got {s.drop_fraction}")
+    if s.drop_schedule is not None and s.drop_schedule not in DROP_SCHEDULES:
+        raise TicketsError(f"unknown sparse.drop_schedule {s.drop_schedule!r}; use one of {', '.join(DROP_SCHEDULES)}")
+    if s.rounds is not None and (s.like is None or not s.rounds or not all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in s.rounds)):
+        raise TicketsError(f"sparse.rounds chooses among --like RUN's pruned rounds (1, 2, ...), got {s.rounds!r}")
+    if s.update_end is not None and not 0 < s.update_end <= 1:
+        raise TicketsError(f"sparse.update_end must be a fraction of training in (0, 1], got {s.update_end}")
 
 
 EXECUTORS = ("local", "ray")
@@ -427,7 +481,8 @@ def check_names(config: RunConfig, registry) -> None:
 # behaviour from before the key existed. A key at that value is left out of the fingerprint, so
 # those runs keep their names (and resume); any other value changes the name, as it changes results.
 LATER_KEYS = {"model.norm_init": "default", "prune.retrain": "rewind", "prune.retrain_iterations": None,
-              "prune.structure": "weights"}
+              "prune.structure": "weights",
+              **{f"sparse.{f.name}": getattr(SparseConfig(), f.name) for f in dataclasses.fields(SparseConfig)}}
 
 
 def fingerprint(config: RunConfig) -> str:

@@ -144,3 +144,34 @@ def register_augmentations(register):
     (seed, iteration), so every network of a seed (ticket and controls) sees the same
     augmented batch at the same iteration. Evaluation batches are never augmented.
     """
+
+
+@hookspec
+def register_mask_updates(register):
+    """Register mask updates: the drop-and-grow rules of sparse training (``tickets sparse-train --method``).
+
+    ``obj`` is ``update(ctx) -> dict[str, Tensor]``: the new mask of every prunable weight (bool,
+    of the weight's shape). ``ctx`` is a :class:`tickets.builtin.mask_updates.MaskUpdateContext`
+    with, at one update (CPU tensors; do not modify them):
+
+    - ``masks``: name -> bool tensor, the current masks;
+    - ``weights``: name -> the weights after this iteration's optimizer step (inactive ones are 0);
+    - ``grads``: name -> the dense gradient of this iteration's loss, taken before the core masked
+      it, so inactive connections have theirs (RigL grows by it);
+    - ``counts``: name -> how many connections to drop and grow in that tensor: the drop fraction
+      of its active ones, rounded half up, at most the number inactive (grown ones are chosen
+      among the connections inactive before the update, so the dropped and grown sets are disjoint);
+    - ``fraction``: the drop fraction at this update; ``iteration``: the iterations done;
+    - ``generator``: a ``torch.Generator`` seeded by (seed, round, method, iteration), for ties
+      and random growth.
+
+    The core checks that every tensor keeps its number of active connections (a rule that changes
+    one is an error naming it); connections that become active start at zero with zeroed optimizer
+    state. The helpers ``drop_smallest`` and ``select_top`` of :mod:`tickets.builtin.mask_updates`
+    rank with random ties, as the built-in ``set`` and ``rigl`` do.
+
+    Optional attributes of ``obj`` give its own schedule, used unless the config sets one:
+    ``drop_schedule`` (``"cosine"``: fraction * (1 + cos(pi t / T_end)) / 2, the default; or
+    ``"constant"``) and ``update_end`` (T_end as a fraction of training, default 0.75; no update
+    at or after it).
+    """

@@ -7,7 +7,8 @@ from typing import Any
 
 from tickets.errors import TicketsError
 
-KINDS = ("criteria", "initializers", "optimizers", "models", "datasets", "controls", "schedules", "augmentations")
+KINDS = ("criteria", "initializers", "optimizers", "models", "datasets", "controls", "schedules", "augmentations",
+         "mask_updates")
 
 # How a kind is named in messages ("unknown criterion 'x'").
 SINGULAR = {
@@ -19,6 +20,7 @@ SINGULAR = {
     "controls": "control",
     "schedules": "schedule",
     "augmentations": "augmentation",
+    "mask_updates": "mask update",
 }
 
 

@@ -51,7 +51,9 @@ class Network:
     ``end_iteration`` (the run's schedule end when None). ``inputs`` are the shared run files it
     was built from (recorded with their sha256 in done.json). ``make_optimizer`` replaces the
     run's optimizer factory (e.g. over the trainable parameters only); ``observe`` sees every
-    evaluation row; ``checkpoint`` False trains it without mid-network checkpoints.
+    evaluation row; ``checkpoint`` False trains it without mid-network checkpoints;
+    ``mask_updates`` changes the mask during training (sparse training, see
+    :class:`~tickets.training.TrainingPlan`).
     """
 
     ticket: Ticket
@@ -63,6 +65,7 @@ class Network:
     make_optimizer: Callable | None = None
     observe: Callable[[dict], None] | None = None
     checkpoint: bool = True
+    mask_updates: object | None = None
     extra: dict = field(default_factory=dict)  # the kind's own objects, for its finish()
 
 
@@ -189,7 +192,8 @@ def train_in(context: RunContext, model, network: Network, net_dir: Path, label:
         network.make_optimizer or context.make_optimizer, context.splits, end_iteration=end,
         eval_every=t.eval_every, batch_size=t.batch_size, data_seed=network.data_seed, accelerator=t.accelerator,
         devices=t.devices, precision=t.precision, capture_at=tuple(network.capture_at), lr_factor=factor,
-        augment=context.augment, on_eval=on_eval, loggers=list(loggers), checkpoint=checkpoint))
+        augment=context.augment, on_eval=on_eval, loggers=list(loggers), checkpoint=checkpoint,
+        mask_updates=network.mask_updates))
 
 
 def load_input(context: RunContext, path: Path, verb: str = "prune"):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tickets.experiments.connect.section import report_section as connect_section
+from tickets.experiments.sparse.section import report_section as sparse_section
 from tickets.experiments.stability.section import report_section as stability_section
 from tickets.store import RunStore, atomic_write_text, read_csv_rows
 
@@ -24,7 +26,7 @@ def learning_section(run_dir: Path, relative_to: Path) -> list[str]:
 
 
 # Each section: (run directory, the report's folder) -> markdown lines (none when absent).
-SECTIONS = (learning_section, stability_section)
+SECTIONS = (learning_section, stability_section, connect_section, sparse_section)
 
 
 def has_results(run_dir: Path) -> bool:

@@ -6,6 +6,11 @@ do. It evaluates on the validation and test tensors every ``eval_every`` iterati
 losses in on-device accumulators between evaluations, and sends each evaluation to the
 Trainer's loggers, if any. Training stops after the first iteration whose loss is not finite
 (the network diverged). With a checkpoint, the whole training state is saved as it goes.
+
+Sparse training (``plan.mask_updates``): after the step that reaches an update iteration, the
+step's dense gradient (copied before it was masked) and the weights go to the updater, whose new
+mask applies from then on; connections that become active start at zero (they were inactive, so
+exactly zero) with their optimizer state zeroed. The current mask is part of the checkpoint.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ class MaskedTraining(pl.LightningModule):
         self.on_eval = plan.on_eval
         self.lr_factor = plan.lr_factor
         self.checkpoint = plan.checkpoint
+        self.mask_updates = plan.mask_updates
         self.resume = resume
         self.iteration = resume["iteration"] if resume else ticket.start_iteration
         self.metrics: list[dict] = []
@@ -52,6 +58,7 @@ class MaskedTraining(pl.LightningModule):
         self.prior_seconds = resume["seconds"] if resume else 0.0
         self.diverged_at: int | None = None
         self._masked: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        self._mask_names: list[str] = []
         self._direct = False
 
     def configure_optimizers(self):
@@ -62,6 +69,9 @@ class MaskedTraining(pl.LightningModule):
         params = dict(self.model.named_parameters())
         self._masked = []
         masks = {**self.ticket.mask.tensors, **(self.ticket.extra_masks or {})}  # extras: a pruned unit's bias, BN
+        if self.resume is not None and "masks" in self.resume:  # sparse training: the mask when it was saved
+            masks.update(self.resume["masks"])
+        self._mask_names = list(masks)
         for name, keep in masks.items():
             p = params[name]
             keep = keep.to(p.device, p.dtype)
@@ -139,6 +149,10 @@ class MaskedTraining(pl.LightningModule):
             loss.backward()
         else:
             self.manual_backward(loss)
+        dense_grads = None
+        if self.mask_updates is not None and self.mask_updates.due(self.iteration + 1):
+            dense_grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+                           for p, _, _ in self._masked]
         for p, keep, _ in self._masked:
             if p.grad is not None:
                 p.grad.mul_(keep)
@@ -147,6 +161,8 @@ class MaskedTraining(pl.LightningModule):
         self._loss_sum += loss.detach().float()
         self._loss_count += 1
         self.iteration += 1
+        if dense_grads is not None and bool(torch.isfinite(loss.detach())):  # never from a non-finite step
+            self._update_masks(dense_grads)
         self._after_step()
 
     def _after_step(self) -> None:
@@ -187,6 +203,8 @@ class MaskedTraining(pl.LightningModule):
             "loss_count": self._loss_count,
             "captured": dict(self.captured),
             "seconds": self.training_seconds(),
+            **({"masks": self._current_masks(), "mask_updates": self.mask_updates.state_dict()}
+               if self.mask_updates is not None else {}),
         }
 
     def _restore(self, state: dict) -> None:
@@ -202,6 +220,31 @@ class MaskedTraining(pl.LightningModule):
         torch.set_rng_state(state["rng"]["cpu"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if self.mask_updates is not None and "mask_updates" in state:  # the masks were restored in on_fit_start
+            self.mask_updates.load_state_dict(state["mask_updates"])
+
+    # sparse training -----------------------------------------------------------
+    def _current_masks(self) -> dict[str, torch.Tensor]:
+        return {name: keep.detach().bool().cpu() for name, (_, keep, _) in zip(self._mask_names, self._masked)}
+
+    @torch.no_grad()
+    def _update_masks(self, dense_grads: list[torch.Tensor]) -> None:
+        """The updater's new mask after the step that reached ``self.iteration`` (see the module docstring)."""
+        names = self._mask_names
+        weights = {name: p.detach().cpu().clone() for name, (p, _, _) in zip(names, self._masked)}
+        grads = {name: g.cpu() for name, g in zip(names, dense_grads)}
+        new = self.mask_updates.update(self.iteration, weights, grads, self._current_masks())
+        state = self.optimizers(use_pl_optimizer=False).state
+        for i, (name, (p, keep, frozen)) in enumerate(zip(names, self._masked)):
+            if name not in new:
+                continue
+            keep_new = new[name].to(p.device, p.dtype)
+            grown = (keep_new > keep)
+            for value in state.get(p, {}).values():  # fresh optimizer state for connections that become active
+                if torch.is_tensor(value) and value.shape == p.shape:
+                    value.masked_fill_(grown, 0)
+            self._masked[i] = (p, keep_new, frozen)
+        self._reapply_mask()
 
     # masking and evaluation --------------------------------------------------
     @torch.no_grad()

@@ -18,6 +18,13 @@ class TrainingPlan:
     (rewind points); ``on_eval(row)`` and ``loggers`` (Lightning loggers) receive every
     evaluation; ``checkpoint`` saves the training state as it goes, and training resumes from a
     saved state of the same span (start, end, capture points) when there is one.
+
+    ``mask_updates`` (sparse training) changes the mask as training goes: an object with
+    ``due(iteration) -> bool`` (whether the mask changes once the step that reaches ``iteration``
+    is taken), ``update(iteration, weights, grads, masks) -> masks`` (dicts name -> CPU tensor:
+    the weights after that step, the dense gradient of its loss taken before masking, the current
+    bool masks; it returns the new bool masks) and ``state_dict()`` / ``load_state_dict(state)``,
+    saved in checkpoints with the current masks. None: the mask never changes.
     """
 
     make_optimizer: Callable
@@ -35,3 +42,4 @@ class TrainingPlan:
     on_eval: Callable[[dict], None] | None = None
     loggers: list = field(default_factory=list)
     checkpoint: Checkpoint | None = None
+    mask_updates: Any = None
