@@ -15,11 +15,19 @@ The step at iteration t uses the learning rate ``lr * lr_factor(t)`` (see
 :mod:`tickets.schedules`) on the batch of iteration t, augmented (see :mod:`tickets.augment`).
 """
 from tickets.training.batches import BatchStream, iterations_per_epoch
-from tickets.training.metrics import METRIC_COLUMNS, TrainOutcome, loss_and_accuracy, summarize_metrics
+from tickets.training.metrics import (
+    METRIC_COLUMNS,
+    TrainOutcome,
+    batch_norms,
+    loss_and_accuracy,
+    reset_batchnorm,
+    summarize_metrics,
+)
 from tickets.training.plan import TrainingPlan
 
 __all__ = ["BatchStream", "iterations_per_epoch", "train", "train_network", "METRIC_COLUMNS", "TrainOutcome",
-           "loss_and_accuracy", "summarize_metrics", "MaskedTraining", "TrainingPlan", "check_trainer_settings",
+           "loss_and_accuracy", "summarize_metrics", "batch_norms", "reset_batchnorm",
+           "MaskedTraining", "TrainingPlan", "check_trainer_settings",
            "make_trainer"]
 
 # These import Lightning (2-3 s), which a driver that only schedules networks never needs.

@@ -60,3 +60,23 @@ def summarize_metrics(metrics: list[dict]) -> dict:
         "final_test_acc": last["test_acc"],
         "final_test_loss": last["test_loss"],
     }
+
+
+def batch_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def reset_batchnorm(model: nn.Module, batches) -> None:
+    """Recompute every BatchNorm's running statistics as the average over ``batches`` (train-mode passes)."""
+    norms = batch_norms(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for x in batches:
+        model(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()

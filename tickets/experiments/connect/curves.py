@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 
 from tickets.errors import TicketsError
 from tickets.ticket import State
-from tickets.training import loss_and_accuracy
+from tickets.training import batch_norms, loss_and_accuracy, reset_batchnorm
 
 CURVES = ("bezier", "polychain")
 EVAL_T = 0.5  # where the curve is evaluated while it trains (metrics.csv): its midpoint
@@ -126,26 +126,6 @@ def bend(model: nn.Module, wrapped: dict[str, CurveWeight]) -> State:
     """The trained bend theta (parameter name -> tensor, on the CPU)."""
     state = model.state_dict()
     return {name: state[curved_name(name)].detach().cpu().clone() for name in wrapped}
-
-
-def batch_norms(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@torch.no_grad()
-def reset_batchnorm(model: nn.Module, batches) -> None:
-    """BatchNorm running statistics recomputed as the average over ``batches`` (train-mode passes), then eval mode."""
-    norms = batch_norms(model)
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average
-    model.train()
-    for x in batches:
-        model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
 
 
 @torch.no_grad()

@@ -26,19 +26,17 @@ from tickets.engine.netjob import Network, NetworkJob, load_input
 from tickets.experiments.connect.curves import (
     attach_curve,
     barrier,
-    batch_norms,
     bend,
     curved_name,
     evaluate,
     on_curve,
     on_line,
-    reset_batchnorm,
     ts,
 )
 from tickets.masks import Mask
 from tickets.store import atomic_torch_save, write_csv_rows
 from tickets.ticket import Ticket, clone_state
-from tickets.training import TrainOutcome
+from tickets.training import TrainOutcome, batch_norms, reset_batchnorm
 
 COLUMNS = ["t", "train_loss", "train_err", "test_err", "line_train_err", "line_test_err"]
 

@@ -25,6 +25,8 @@ from tickets.training import BatchStream
 class ImpGraph(Graph):
     """Every seed's rounds of a run; ``saved_tickets_only`` (``tickets compare``) trains controls of saved tickets."""
 
+    chained = True  # round r's mask comes from round r-1's ticket (a transfer's come from its source)
+
     def __init__(self, context: RunContext, saved_tickets_only: bool = False):
         self.context, self.config, self.store = context, context.config, context.store
         self.saved_tickets_only = saved_tickets_only
@@ -76,7 +78,7 @@ class ImpGraph(Graph):
         if row.get("status") == DIVERGED:
             start = 0 if job.round == 0 else self.context.schedule.rewind
             self.progress.warn(diverged_warning(self.label(job), start + int(row["iterations"]),
-                                                job.variant == "ticket"))
+                                                job.variant == "ticket" and self.chained))
 
     # the masks ---------------------------------------------------------------------
     def mask_for_round(self, seed: int, round_: int) -> Mask:

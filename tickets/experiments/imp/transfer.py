@@ -20,10 +20,10 @@ import torch
 from tickets import config as config_mod
 from tickets.components import RunContext, fresh_state, stable_seed
 from tickets.config import RunConfig
-from tickets.engine.graph import Graph
 from tickets.engine.lifecycle import check_environment, load_run_config, open_run
 from tickets.errors import TicketsError
 from tickets.executors.run import run_graph
+from tickets.experiments.imp.graph import ImpGraph
 from tickets.experiments.imp.job import ImpJob
 from tickets.masks import prunable_names
 from tickets.registry import Registry
@@ -79,13 +79,15 @@ def source_files(source_dir: Path, config: RunConfig) -> dict[str, str]:
     return files
 
 
-class TransferGraph(Graph):
-    """Every seed's transferred rounds: each ticket and control needs only files copied from the source."""
+class TransferGraph(ImpGraph):
+    """Every seed's transferred rounds: each ticket and control needs only files copied from the source
+    (IMP's graph, with the jobs, priorities and bookkeeping of prune, but no masks to compute)."""
+
+    chained = False
 
     def __init__(self, context: RunContext, source_dir: Path, files: dict[str, str], source_context: RunContext):
-        self.context, self.config, self.store = context, context.config, context.store
+        super().__init__(context)
         self.source_dir, self.files, self.source_context = Path(source_dir), files, source_context
-        self.run_dir = str(self.store.dir.resolve())
         self.rounds = {seed: sorted(int(name.split("/")[1].split("_")[1]) for name in files
                                     if name.startswith(f"seed_{seed}/round_")) for seed in self.config.seeds}
 
@@ -117,25 +119,12 @@ class TransferGraph(Graph):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(state, target)
 
-    def job(self, seed: int, round_: int, variant: str) -> ImpJob:
-        return ImpJob(self.run_dir, seed, round_, variant)
-
     def roots(self):
         return [self.job(seed, r, v) for seed, rounds in self.rounds.items() for r in rounds
                 for v in (("ticket",) if r == 0 else ("ticket", *self.config.prune.controls))]
 
-    def priority(self, job: ImpJob) -> tuple:
-        return job.variant != "ticket", job.round, job.seed, job.variant
-
-    def label(self, job: ImpJob) -> str:
-        return job.label(self.config.prune.rounds)
-
-    def end_iteration(self, job: ImpJob) -> int:
-        return self.context.schedule.total
-
-    def record(self, job: ImpJob, row: dict) -> None:
-        self.store.add_result(job.dir)
-        self.check_learning(job, row, self.context.splits.num_classes)
+    def after(self, job: ImpJob, row: dict) -> list:
+        return []  # every round's mask came from the source: nothing waits for a trained ticket
 
 
 def check_shapes(source: RunContext, target: RunContext) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 from tickets import config as config_mod
 from tickets.errors import TicketsError
 from tickets.ticket import State
-from tickets.training import loss_and_accuracy
+from tickets.training import loss_and_accuracy, reset_batchnorm
 
 COPIES = 2
 STABLE_THRESHOLD = 0.02  # Frankle et al.: stable when instability is below about 2 points
@@ -55,26 +55,6 @@ def interpolate(a: State, b: State, alpha: float) -> State:
 def instability(errors: list[float]) -> float:
     """The largest error on the path minus the mean error of its two ends."""
     return max(errors) - (errors[0] + errors[-1]) / 2
-
-
-def batch_norms(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@torch.no_grad()
-def reset_batchnorm(model: nn.Module, batches) -> None:
-    """Recompute every BatchNorm's running statistics as the average over ``batches`` (train-mode passes)."""
-    norms = batch_norms(model)
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
-    for x in batches:
-        model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
 
 
 @torch.no_grad()

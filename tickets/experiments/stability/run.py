@@ -22,9 +22,10 @@ from tickets.engine.lifecycle import check_environment, load_run_config, open_ru
 from tickets.errors import TicketsError
 from tickets.executors.run import run_graph
 from tickets.experiments.stability.graph import StabilityGraph
-from tickets.experiments.stability.paths import Settings, batch_norms, parse_at
+from tickets.experiments.stability.paths import Settings, parse_at
 from tickets.registry import Registry
 from tickets.store import RunStore
+from tickets.training import batch_norms
 
 DEFAULT_POINTS = 30  # Frankle et al. evaluate 30 evenly spaced points of the path
 
