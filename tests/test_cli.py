@@ -126,6 +126,14 @@ def test_runs_on_an_empty_folder(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_runs_refuses_a_file_for_out(tmp_path):
+    not_a_folder = tmp_path / "results.csv"
+    not_a_folder.write_text("seed,round\n")
+    result = invoke("runs", "--out", not_a_folder)
+    assert result.exit_code == 2 and "is a file, not a folder of runs" in one_error_line(result)
+    assert not_a_folder.read_text() == "seed,round\n"
+
+
 def test_runs_lists_a_finished_run(trained):
     result = invoke("runs", "--out", trained.parent)
     assert result.exit_code == 0

@@ -6,6 +6,7 @@ standard deviation 0.01, so t = mean / (0.01 / √3).
 """
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -397,6 +398,19 @@ def test_labels_from_differing_config_keys(tmp_path):
     same = make_run(tmp_path, "same")
     assert run_labels([a, same]) == ["a", "same"]  # only the ignored name differs
     assert run_labels([a]) == ["a"]
+
+
+def test_labels_leave_out_the_sections_a_run_does_not_read(tmp_path):
+    """An IMP run's config.yaml carries sparse-train's defaults; they must not label it."""
+    runs = []
+    for name, verb, sparse in (("imp", "prune", {"methods": ["rigl"], "density": 0.1}),
+                               ("rigl", "sparse-train", {"methods": ["static", "set"], "density": 0.05})):
+        run = make_run(tmp_path, name)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**config, "sparse": sparse}))
+        (run / "run.json").write_text(json.dumps({"name": name, "verb": verb}))
+        runs.append(run)
+    assert run_labels(runs) == ["verb=prune", "verb=sparse-train, density=0.05, methods=static,set"]
 
 
 def test_report_over_several_runs_labels_rows(tmp_path):

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -155,6 +156,15 @@ def test_atomic_writes_leave_only_the_files_written(tmp_path):
     assert (tmp_path / "a" / "b.bin").read_bytes() == b"again"
     assert json.loads((tmp_path / "a" / "d.json").read_text()) == {"x": [1, 2]}
     assert torch.equal(torch.load(tmp_path / "a" / "e.pt", weights_only=True)["w"], torch.ones(2))
+
+
+def test_atomic_writes_get_the_mode_open_gives_under_the_umask(tmp_path):
+    """Files of a run are readable by whoever could read a file the user wrote by hand (not mkstemp's 0600)."""
+    store_mod.atomic_write_text(tmp_path / "results.csv", "seed\n")
+    with open(tmp_path / "by_hand.csv", "w") as handle:
+        handle.write("seed\n")
+    mode = stat.S_IMODE((tmp_path / "results.csv").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "by_hand.csv").stat().st_mode)
 
 
 def test_a_failed_write_keeps_the_old_file_leaves_no_temporary_and_names_the_file(tmp_path, monkeypatch):

@@ -255,6 +255,9 @@ def runs(out):
     """List the runs under --out with their progress."""
     from tickets.runs import list_runs
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise TicketsError(f"--out {out} is a file, not a folder of runs; pass the folder that holds runs "
+                           f"(default: outputs)")
     rows = list_runs(Path(out))
     if not rows:
         click.echo(f"no runs under {out}")

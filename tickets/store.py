@@ -38,6 +38,17 @@ OK, DIVERGED = "ok", "diverged"  # the values of the status column
 RECORD_KEYS = ("files", "inputs")  # the keys of done.json that are not columns of the row
 
 
+def _file_mode() -> int:
+    """The mode open() would give a new file under this process's umask (mkstemp's 0600 would hide runs
+    from the rest of a group sharing outputs/)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()  # read once: os.umask is process-wide and not safe to flip while threads write
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)
@@ -46,6 +57,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            os.fchmod(handle.fileno(), _FILE_MODE)
         os.replace(tmp, path)
     except BaseException as error:
         if os.path.exists(tmp):

@@ -1,6 +1,7 @@
 """Reading runs for the report: results.csv, diverged networks, and labels for several runs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,9 @@ from tickets.store import DIVERGED, OK
 REQUIRED_COLUMNS = ("seed", "round", "variant", "weights_remaining") + METRICS
 # Config keys that differ between runs without being what the runs compare.
 IGNORED_CONFIG_KEYS = ("name", "seeds", "prune.rounds", "prune.controls", "train.accelerator", "train.devices")
+# Config sections only these verbs read: another verb's config.yaml carries their defaults, which say
+# nothing about that run and must not label it.
+SECTION_READERS = {"supermask": ("supermask",), "sparse": ("sparse-train",)}
 
 
 def load_results(run_dir: Path) -> pd.DataFrame:
@@ -72,19 +76,39 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
     names = [Path(d).resolve().name for d in run_dirs]
     if len(set(names)) < len(names):
         names = [str(d) for d in run_dirs]
-    configs = []
-    for d in run_dirs:
-        path = Path(d) / "config.yaml"
-        loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
-        configs.append(_flatten(loaded) if isinstance(loaded, dict) else None)
+    configs = [_read_config(Path(d)) for d in run_dirs]
     if len(run_dirs) < 2 or None in configs:
         return names
     keys = list(dict.fromkeys(k for c in configs for k in c))
     keys = [k for k in keys if not any(k == i or k.startswith(i + ".") for i in IGNORED_CONFIG_KEYS)]
-    unset = object()
-    differing = [k for k in keys if len({repr(c.get(k, unset)) for c in configs}) > 1]
+    unread = [set(_unread_keys(c, _verb(Path(d)))) for c, d in zip(configs, run_dirs)]
+    unset, not_read = object(), object()
+    differing = [k for k in keys
+                 if len({id(not_read) if k in skip else repr(c.get(k, unset)) for c, skip in zip(configs, unread)}) > 1]
+    if len({_verb(Path(d)) for d in run_dirs}) > 1:
+        differing = ["verb"] + differing
+        configs = [{**c, "verb": _verb(Path(d))} for c, d in zip(configs, run_dirs)]
     last = [k.rsplit(".", 1)[-1] for k in differing]
     short = {k: s if last.count(s) == 1 else k for k, s in zip(differing, last)}
-    labels = [", ".join(f"{short[k]}={_format_value(c[k]) if k in c else 'unset'}" for k in differing)
-              for c in configs]
+    labels = [", ".join(f"{short[k]}={_format_value(c[k]) if k in c else 'unset'}" for k in differing if k not in skip)
+              for c, skip in zip(configs, unread)]
     return labels if differing and len(set(labels)) == len(labels) else names
+
+
+def _read_config(run_dir: Path) -> dict | None:
+    path = run_dir / "config.yaml"
+    loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return _flatten(loaded) if isinstance(loaded, dict) else None
+
+
+def _verb(run_dir: Path) -> str:
+    """The command that made the run (run.json's ``verb``; prune for runs written before it was recorded)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("verb") or "prune"
+    except (OSError, ValueError, AttributeError):
+        return "prune"
+
+
+def _unread_keys(config: dict, verb: str) -> list[str]:
+    return [k for k in config for section, readers in SECTION_READERS.items()
+            if k.startswith(section + ".") and verb not in readers]
