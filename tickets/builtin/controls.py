@@ -102,6 +102,10 @@ def scratch(ticket, ctx):
 
 RETRAINING = (finetune, lr_rewind, scratch)
 CONTROLS = (reinit, random_prune, reshuffle, signed_reinit, signed_constant, rand_signed_constant, freeze_pruned)
+# The controls whose start reads only a run's own files (theta_0, theta_k, the mask) or fresh draws, never
+# a trained network: a transfer trains them without waiting for the round before. A plugin's control may
+# call ctx.trained(), so it is not in this set and waits.
+FROM_RUN_FILES = frozenset(control.__name__ for control in (*CONTROLS, scratch))
 
 
 @hookimpl

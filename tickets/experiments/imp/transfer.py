@@ -7,6 +7,9 @@ trained on the target too. The source is only read: its files are copied into th
 (``prepare``), and run.json records each one's sha256, so a source changed afterwards stops the
 transfer from resuming. When the target has another number of classes, the output layer starts
 from fresh weights (the run's initializer) and trains dense; another input shape is refused.
+A source that fine-tunes (``prune.retrain`` finetune or lr_rewind) has its retraining replayed on
+the target: round r's ticket starts from the transfer's own round r-1 trained ticket under the
+source's round-r mask, as finetune and lr_rewind controls do.
 
 It is IMP with masks that come from elsewhere, so it lives beside IMP and trains ImpJobs.
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 
 from tickets import config as config_mod
+from tickets.builtin.controls import FROM_RUN_FILES
 from tickets.components import RunContext, fresh_state, stable_seed
 from tickets.config import RunConfig
 from tickets.engine.lifecycle import check_environment, load_run_config, open_run
@@ -27,7 +31,7 @@ from tickets.experiments.imp.graph import ImpGraph
 from tickets.experiments.imp.job import ImpJob
 from tickets.masks import prunable_names
 from tickets.registry import Registry
-from tickets.store import RunStore, atomic_torch_save, sha256_file
+from tickets.store import DIVERGED, RunStore, atomic_torch_save, sha256_file
 
 # What a transfer may change: anything but the architecture (and the pruning that made the masks).
 FIXED_KEYS = ("model.name", "model.options", "model.init", "model.norm_init", "prune.rounds", "prune.fraction",
@@ -80,10 +84,14 @@ def source_files(source_dir: Path, config: RunConfig) -> dict[str, str]:
 
 
 class TransferGraph(ImpGraph):
-    """Every seed's transferred rounds: each ticket and control needs only files copied from the source
-    (IMP's graph, with the jobs, priorities and bookkeeping of prune, but no masks to compute)."""
+    """Every seed's transferred rounds (IMP's graph, with the jobs, priorities and bookkeeping of prune, but
+    no masks to compute): a network that starts from rewound or fresh weights needs only files copied from
+    the source and starts at once; one that starts from round r-1's trained ticket waits for it."""
 
-    chained = False
+    @property
+    def chained(self) -> bool:
+        """A diverged ticket ends its chain only when later tickets start from it (fine-tuning sources)."""
+        return self.waits("ticket")
 
     def __init__(self, context: RunContext, source_dir: Path, files: dict[str, str], source_context: RunContext):
         super().__init__(context)
@@ -119,12 +127,29 @@ class TransferGraph(ImpGraph):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(state, target)
 
+    def waits(self, variant: str) -> bool:
+        """Whether round r's ``variant`` starts from round r-1's trained ticket (trained here, on the target):
+        a fine-tuning or lr-rewinding ticket (``prune.retrain``), finetune, lr_rewind, or a plugin's control."""
+        if variant == "ticket":
+            return self.config.prune.retrain != "rewind"
+        return variant not in FROM_RUN_FILES
+
     def roots(self):
         return [self.job(seed, r, v) for seed, rounds in self.rounds.items() for r in rounds
-                for v in (("ticket",) if r == 0 else ("ticket", *self.config.prune.controls))]
+                for v in (("ticket",) if r == 0 else ("ticket", *self.config.prune.controls))
+                if r == 0 or not self.waits(v)]
 
     def after(self, job: ImpJob, row: dict) -> list:
-        return []  # every round's mask came from the source: nothing waits for a trained ticket
+        """A ticket unblocks the next round's networks that start from it; every mask came from the source."""
+        rounds, next_round = self.rounds[job.seed], job.round + 1
+        if job.variant != "ticket" or next_round not in rounds:
+            return []
+        waiting = [v for v in ("ticket", *self.config.prune.controls) if self.waits(v)]
+        if row.get("status") == DIVERGED:  # nothing can start from a diverged network
+            later = [r for r in rounds if r >= next_round] if self.waits("ticket") else [next_round]
+            self.progress.drop(len(later) * len(waiting))
+            return []
+        return [self.job(job.seed, next_round, v) for v in waiting]
 
 
 def check_shapes(source: RunContext, target: RunContext) -> None:
