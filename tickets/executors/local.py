@@ -159,13 +159,17 @@ class LocalExecutor:
 
     def __enter__(self) -> "LocalExecutor":
         self._workers = _adopt_early(self.plan) or [self._start(i) for i in range(self.capacity)]
-        # The workers have the cores; the driver's own tensor work (masks) takes one thread, so
-        # that its idle threads do not spin on cores the workers train on.
         import torch
 
         self._driver_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         return self
+
+    def _share_cores(self) -> None:
+        """While workers train they have the cores, and the driver's own tensor work (masks, paths) takes one
+        thread, so that its idle threads do not spin on their cores; with every worker idle it takes them all."""
+        import torch
+
+        torch.set_num_threads(1 if self.pending else self._driver_threads)
 
     def submit(self, job) -> None:
         worker = next(w for w in self._workers if w.job is None)
@@ -174,6 +178,7 @@ class LocalExecutor:
         worker.job = job
         self._attempts[job.key] = self._attempts.get(job.key, 0) + 1
         worker.conn.send((job, self.on_eval is not None))
+        self._share_cores()
 
     def wait(self) -> list[tuple[object, dict]]:
         finished: list[tuple[object, dict]] = []
@@ -185,6 +190,7 @@ class LocalExecutor:
             for worker in busy:
                 if worker.conn in ready or worker.process.sentinel in ready:
                     finished.extend(self._collect(worker))
+        self._share_cores()
         return finished
 
     def _collect(self, worker: _Worker) -> list[tuple[object, dict]]:
