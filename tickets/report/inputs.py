@@ -81,17 +81,18 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
         return names
     keys = list(dict.fromkeys(k for c in configs for k in c))
     keys = [k for k in keys if not any(k == i or k.startswith(i + ".") for i in IGNORED_CONFIG_KEYS)]
-    unread = [set(_unread_keys(c, _verb(Path(d)))) for c, d in zip(configs, run_dirs)]
-    unset, not_read = object(), object()
-    differing = [k for k in keys
-                 if len({id(not_read) if k in skip else repr(c.get(k, unset)) for c, skip in zip(configs, unread)}) > 1]
-    if len({_verb(Path(d)) for d in run_dirs}) > 1:
-        differing = ["verb"] + differing
-        configs = [{**c, "verb": _verb(Path(d))} for c, d in zip(configs, run_dirs)]
+    verbs = [_verb(Path(d)) for d in run_dirs]
+    # a section the run's verb does not read holds defaults that say nothing about the run
+    configs = [{k: v for k, v in c.items() if _reads(verb, k)} for c, verb in zip(configs, verbs)]
+    if len(set(verbs)) > 1:
+        keys = ["verb"] + keys
+        configs = [{**c, "verb": verb} for c, verb in zip(configs, verbs)]
+    unset = object()
+    differing = [k for k in keys if len({repr(c.get(k, unset)) for c in configs}) > 1]
     last = [k.rsplit(".", 1)[-1] for k in differing]
     short = {k: s if last.count(s) == 1 else k for k, s in zip(differing, last)}
-    labels = [", ".join(f"{short[k]}={_format_value(c[k]) if k in c else 'unset'}" for k in differing if k not in skip)
-              for c, skip in zip(configs, unread)]
+    labels = [", ".join(f"{short[k]}={_format_value(c[k]) if k in c else 'unset'}" for k in differing
+                        if _reads(verb, k)) for c, verb in zip(configs, verbs)]
     return labels if differing and len(set(labels)) == len(labels) else names
 
 
@@ -109,6 +110,6 @@ def _verb(run_dir: Path) -> str:
         return "prune"
 
 
-def _unread_keys(config: dict, verb: str) -> list[str]:
-    return [k for k in config for section, readers in SECTION_READERS.items()
-            if k.startswith(section + ".") and verb not in readers]
+def _reads(verb: str, key: str) -> bool:
+    """Whether runs made by ``verb`` read config ``key`` (every section but the ones of other verbs)."""
+    return all(verb in readers or not key.startswith(section + ".") for section, readers in SECTION_READERS.items())
